@@ -1,0 +1,39 @@
+# saliency-repro: one workflow for every paper.
+#   snakemake -c2                         the default config (synthetic benchmark, CPU)
+#   snakemake -c2 --configfile config/tiny.yaml        the whole DAG in a couple of minutes
+#   snakemake -c2 gradcam                 one paper (its figures, tables, claims)
+# The default profile (profiles/default) is picked up automatically.
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/default.yaml"
+
+
+# An unknown or ill-typed key stops the run here, with a message that names it.
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/models.smk"
+include: "rules/explain.smk"
+
+
+# Every paper brings its own rules; papers/_template and other _dirs are not papers.
+for _rules in sorted(Path("papers").glob("*/rules.smk")):
+    if not _rules.parent.name.startswith("_"):
+
+        include: str(_rules)
+
+
+include: "rules/cross.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        lambda wildcards: all_targets(),

@@ -1,0 +1,278 @@
+"""Faithfulness metrics: deletion / insertion AUC (RISE) and Average Drop / Increase in
+Confidence (Grad-CAM++), with the T-TAME top-k% variants.
+
+The model is abstracted as a *score function* ``score_fn(images (M,3,H,W), index (M,)) -> (M,)``:
+``index[m]`` is the original image (0..B-1) that row ``m`` was made from, so the caller can pick
+that image's class (or reference embedding). Scores are computed under ``torch.no_grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._checks import check_images, check_maps, minmax_normalise, stable_descending_order
+from ._filters import gaussian_blur, rise_blur_parameters
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class CurveResult:
+    """Per-image AUCs (B,) and, when asked, the curves (B, steps + 1) and their x positions."""
+
+    auc: Tensor
+    curves: Tensor | None = None
+    fractions: Tensor | None = None
+
+
+def _call_score(score_fn: ScoreFn, images: Tensor, index: Tensor) -> Tensor:
+    scores = score_fn(images, index)
+    if not isinstance(scores, Tensor) or scores.shape != (images.shape[0],):
+        got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise ValueError(f"score_fn must return one score per row, shape ({images.shape[0]},), got {got}")
+    return scores.detach().to(torch.float64)
+
+
+def _scores_chunked(make_rows: Callable[[Tensor], Tensor], owners: Tensor, score_fn: ScoreFn, max_batch: int) -> Tensor:
+    """Score rows built lazily by ``make_rows(row_ids)`` in chunks of at most ``max_batch``."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    total = owners.shape[0]
+    out = torch.empty(total, dtype=torch.float64, device=owners.device)
+    with torch.no_grad():
+        for start in range(0, total, max_batch):
+            rows = torch.arange(start, min(start + max_batch, total), device=owners.device)
+            out[rows] = _call_score(score_fn, make_rows(rows), owners[rows]).to(owners.device)
+    return out
+
+
+def changed_counts(num_pixels: int, steps: int) -> list[int]:
+    """Pixels changed after step k = 0..steps: floor(k * N / steps), so 0 first and N last.
+
+    RISE's code changes ceil(N / steps) pixels per step instead; both agree whenever ``steps``
+    divides N (e.g. 224*224 with 224 steps). Ours keeps the x axis exactly k / steps.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return [(k * num_pixels) // steps for k in range(steps + 1)]
+
+
+def trapezoid_auc(curves: Tensor) -> Tensor:
+    """Trapezoid rule over equally spaced points on [0, 1]: (sum - (first + last) / 2) / steps."""
+    steps = curves.shape[-1] - 1
+    return (curves.sum(-1) - 0.5 * (curves[..., 0] + curves[..., -1])) / steps
+
+
+def _perturbation_curves(
+    maps: Tensor, start: Tensor, finish: Tensor, score_fn: ScoreFn, steps: int, max_batch: int
+) -> Tensor:
+    """Scores of images that move from ``start`` to ``finish`` pixel by pixel in saliency order.
+
+    Row r = b * (steps + 1) + k is image b after k steps; a pixel is taken from ``finish`` when
+    its position in the (stable, descending) saliency order is below the step's count. The
+    perturbed images are built chunk by chunk, never all at once, to bound memory.
+    """
+    b, h, w = maps.shape
+    n = h * w
+    order = stable_descending_order(maps.flatten(1))
+    position = torch.empty_like(order)
+    position.scatter_(1, order, torch.arange(n, device=maps.device).expand(b, n))
+    counts = torch.tensor(changed_counts(n, steps), device=maps.device)
+    owners = torch.arange(b, device=maps.device).repeat_interleave(steps + 1)
+    step_of_row = torch.arange(steps + 1, device=maps.device).repeat(b)
+
+    def make_rows(rows: Tensor) -> Tensor:
+        img = owners[rows]
+        changed = position[img] < counts[step_of_row[rows]].view(-1, 1)  # (m, N)
+        changed = changed.view(-1, 1, h, w)
+        return torch.where(changed, finish[img], start[img])
+
+    scores = _scores_chunked(make_rows, owners, score_fn, max_batch)
+    return scores.view(b, steps + 1)
+
+
+def _as_image_batch(value: float | Tensor, images: Tensor, name: str) -> Tensor:
+    if isinstance(value, Tensor):
+        if value.shape != images.shape:
+            raise ValueError(f"{name} must be a tensor of the images' shape {tuple(images.shape)}, got {tuple(value.shape)}")
+        return value.to(images)
+    return torch.full_like(images, float(value))
+
+
+def deletion(
+    maps: Tensor,
+    images: Tensor,
+    score_fn: ScoreFn,
+    steps: int = 32,
+    baseline: float | Tensor = 0.0,
+    max_batch: int = 256,
+    return_curves: bool = False,
+) -> CurveResult:
+    """Deletion AUC per image (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1). Lower is better.
+
+    Pixels are ordered by descending saliency (stable sort: ties keep the lower flat index
+    first) and set to ``baseline`` (zeros by default, as in RISE) in ``steps`` equal steps;
+    the AUC is the trapezoid rule of the score over steps + 1 points at fractions
+    k / steps, k = 0..steps (see :func:`changed_counts`). All B * (steps + 1) perturbed images
+    are scored in chunks of ``max_batch``.
+    """
+    maps = check_maps(maps)
+    images = check_images(images, maps)
+    finish = _as_image_batch(baseline, images, "baseline")
+    curves = _perturbation_curves(maps.to(images.device), images, finish, score_fn, steps, max_batch)
+    return _result(curves, return_curves)
+
+
+def insertion(
+    maps: Tensor,
+    images: Tensor,
+    score_fn: ScoreFn,
+    steps: int = 32,
+    substrate: Tensor | None = None,
+    blur_padding: str = "reflect",
+    max_batch: int = 256,
+    return_curves: bool = False,
+) -> CurveResult:
+    """Insertion AUC per image (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1). Higher is better.
+
+    Starting from ``substrate`` (default: the image blurred with RISE's Gaussian, kernel 11 and
+    sigma 5 at 224 px, scaled with the image side, see
+    :func:`~shared.metrics._filters.rise_blur_parameters`), the image's pixels are inserted in
+    descending saliency order in ``steps`` equal steps; AUC as in :func:`deletion`.
+    ``blur_padding="zeros"`` reproduces RISE's zero-padded blur exactly; the default reflects.
+    """
+    maps = check_maps(maps)
+    images = check_images(images, maps)
+    if substrate is None:
+        size, sigma = rise_blur_parameters(images.shape[2], images.shape[3])
+        substrate = gaussian_blur(images, size, sigma, blur_padding)
+    start = _as_image_batch(substrate, images, "substrate")
+    curves = _perturbation_curves(maps.to(images.device), start, images, score_fn, steps, max_batch)
+    return _result(curves, return_curves)
+
+
+def _result(curves: Tensor, return_curves: bool) -> CurveResult:
+    auc = trapezoid_auc(curves)
+    if not return_curves:
+        return CurveResult(auc=auc)
+    steps = curves.shape[1] - 1
+    fractions = torch.arange(steps + 1, dtype=torch.float64, device=curves.device) / steps
+    return CurveResult(auc=auc, curves=curves, fractions=fractions)
+
+
+def perturbation_curve_reference(
+    maps: Tensor, images: Tensor, score_fn: ScoreFn, steps: int, finish: Tensor, start: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The straightforward definition, one image and one step at a time (tests and benchmark only).
+
+    Moves image b from ``start`` (default: the image itself) towards ``finish`` pixel by pixel
+    in descending-saliency order (ties: lower flat index first, via Python's ``sorted``), scoring
+    each step with a batch of one. Returns (AUC (B,), curves (B, steps + 1)) in float64.
+    Deletion: ``finish`` = baseline, ``start`` = None. Insertion: ``start`` = blurred images,
+    ``finish`` = images.
+    """
+    b, _, h, w = images.shape
+    n = h * w
+    curves = torch.zeros(b, steps + 1, dtype=torch.float64)
+    with torch.no_grad():
+        for i in range(b):
+            values = maps[i].flatten().tolist()
+            order = sorted(range(n), key=lambda p: (-values[p], p))
+            current = (images if start is None else start)[i].clone().reshape(-1, n)
+            target = finish[i].reshape(-1, n)
+            done = 0
+            for k in range(steps + 1):
+                count = (k * n) // steps
+                idx = torch.tensor(order[done:count], dtype=torch.long, device=images.device)
+                current[:, idx] = target[:, idx]
+                done = count
+                index = torch.tensor([i], device=images.device)
+                curves[i, k] = float(score_fn(current.reshape(1, -1, h, w), index)[0])
+    return trapezoid_auc(curves), curves
+
+
+@dataclass(frozen=True)
+class DropIncrease:
+    """Per-image Average Drop (``drop``) and Increase in Confidence (``increase``), in per cent.
+
+    The dataset values of Chattopadhyay et al. are the means over images: ``drop.mean()`` and
+    ``increase.mean()``. ``base`` is Y (score on the image), ``masked`` is O.
+    """
+
+    drop: Tensor
+    increase: Tensor
+    base: Tensor
+    masked: Tensor
+
+
+def _drop_increase(base: Tensor, masked: Tensor) -> DropIncrease:
+    if (base <= 0).any():
+        bad = torch.nonzero(base <= 0).flatten().tolist()
+        raise ValueError(
+            f"Average Drop divides by the score on the full image Y, which must be > 0 (images {bad[:10]}); "
+            "pass a positive score such as the softmax probability of the class"
+        )
+    drop = 100.0 * (base - masked).clamp_min(0) / base
+    increase = 100.0 * (masked > base).to(torch.float64)
+    return DropIncrease(drop=drop, increase=increase, base=base, masked=masked)
+
+
+def keep_top_fraction(normalised: Tensor, keep: float) -> Tensor:
+    """T-TAME's masking: zero the map below its (1 - keep) quantile, keep the values above.
+
+    As in T-TAME's evaluation code (Ntrougkas et al., 2024, IDT-ITI/T-TAME ``get_masked_inputs``):
+    ``mask = m * 1[m >= quantile(m, 1 - keep)]`` with torch's linear-interpolation quantile, so
+    ties at the threshold are all kept. ``keep = 1`` returns the map itself.
+    """
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep fractions must lie in (0, 1], got {keep}")
+    if keep == 1:
+        return normalised
+    flat = normalised.flatten(1)
+    threshold = torch.quantile(flat, 1.0 - keep, dim=1, keepdim=True)
+    return torch.where(flat >= threshold, flat, torch.zeros_like(flat)).view_as(normalised)
+
+
+def average_drop_increase(
+    maps: Tensor,
+    images: Tensor,
+    score_fn: ScoreFn,
+    keep: tuple[float, ...] = (1.0,),
+    max_batch: int = 256,
+) -> dict[float, DropIncrease]:
+    """Average Drop and Increase in Confidence (Chattopadhyay et al., Grad-CAM++, WACV 2018, Sec. 5.1).
+
+    Per image i: AD_i = 100 * max(0, Y_i - O_i) / Y_i and IC_i = 100 * 1[O_i > Y_i], with Y_i the
+    score on the image and O_i the score on image * map, the map min-max normalised per image
+    to [0, 1]. The dataset values are the means over images (AD = 100/N sum max(0, Y-O)/Y). We
+    divide by Y, as the paper does; some libraries omit that division (then the drop is in
+    score units, not relative) - numbers from such code are not comparable with these.
+
+    ``keep`` gives the T-TAME variants (Ntrougkas, Gkalelis & Mezaris, T-TAME, J. Imaging 2024):
+    the mask is the normalised map with everything below the top ``keep`` fraction of pixels
+    set to zero (:func:`keep_top_fraction`); T-TAME reports keep = 1.0, 0.5 and 0.15
+    (AD/IC 100%, 50%, 15%). ``keep = 1.0`` is the original Grad-CAM++ metric. Returns one
+    :class:`DropIncrease` per keep fraction. ``score_fn`` must return positive scores (use
+    probabilities, as both papers do).
+    """
+    maps = check_maps(maps)
+    images = check_images(images, maps)
+    maps = maps.to(images.device)
+    b = maps.shape[0]
+    normalised = minmax_normalise(maps)
+    masks = torch.stack([keep_top_fraction(normalised, float(k)) for k in keep])  # (F, B, H, W)
+    index = torch.arange(b, device=images.device)
+    with torch.no_grad():
+        base = _scores_chunked(lambda rows: images[rows], index, score_fn, max_batch)
+    owners = index.repeat(len(keep))
+
+    def make_rows(rows: Tensor) -> Tensor:
+        img = owners[rows]
+        return images[img] * masks.flatten(0, 1)[rows].unsqueeze(1)
+
+    masked = _scores_chunked(make_rows, owners, score_fn, max_batch).view(len(keep), b)
+    return {float(k): _drop_increase(base, masked[i]) for i, k in enumerate(keep)}
