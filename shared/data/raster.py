@@ -104,6 +104,7 @@ def coverage(
     radius: float | tuple[float, float],
     theta: float,
     pattern: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ss: int = SS,
 ) -> tuple[np.ndarray, tuple[slice, slice]] | tuple[np.ndarray, tuple[slice, slice], np.ndarray]:
     """Fraction of each pixel inside a placed shape, over the shape's bounding window.
 
@@ -119,7 +120,7 @@ def coverage(
     y0, y1 = max(int(np.floor(cy - reach)) - 1, 0), min(int(np.ceil(cy + reach)) + 1, height)
     x0, y0 = min(x0, width - 1), min(y0, height - 1)
     x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-    offsets = (np.arange(SS) + 0.5) / SS
+    offsets = (np.arange(ss) + 0.5) / ss
     xs = (np.arange(x0, x1)[:, None] + offsets[None, :]).reshape(-1)
     ys = (np.arange(y0, y1)[:, None] + offsets[None, :]).reshape(-1)
     dx = xs[None, :] - cx
@@ -129,14 +130,14 @@ def coverage(
     v = (-dx * sin + dy * cos) / rv
     hit = inside(u, v)
     h, w = y1 - y0, x1 - x0
-    cov = hit.reshape(h, SS, w, SS).mean(axis=(1, 3))
+    cov = hit.reshape(h, ss, w, ss).mean(axis=(1, 3))
     window = (slice(y0, y1), slice(x0, x1))
     if pattern is None:
         return cov, window
     values = pattern(u, v) * hit[..., None]
     channels = values.shape[-1]
-    summed = values.reshape(h, SS, w, SS, channels).sum(axis=(1, 3))
-    mean = summed / np.maximum(hit.reshape(h, SS, w, SS).sum(axis=(1, 3)), 1)[..., None]
+    summed = values.reshape(h, ss, w, ss, channels).sum(axis=(1, 3))
+    mean = summed / np.maximum(hit.reshape(h, ss, w, ss).sum(axis=(1, 3)), 1)[..., None]
     return cov, window, mean
 
 

@@ -105,7 +105,7 @@ def _clutter(rng: np.random.Generator, image: np.ndarray, n_blobs: int, n_lines:
         cx, cy = rng.uniform(0, size[1]), rng.uniform(0, size[0])
         saturation = rng.uniform(0.2, 0.9) if saturated else rng.uniform(0.0, 0.3)
         colour = hsv(rng.random(), saturation, rng.uniform(0.3, 0.95))
-        cov, window = coverage(blob_predicate(rng), size, cx, cy, radius, rng.uniform(0, 2 * np.pi))
+        cov, window = coverage(blob_predicate(rng), size, cx, cy, radius, rng.uniform(0, 2 * np.pi), ss=2)
         paint(image, cov, window, colour)
     for _ in range(n_lines):
         draw_line(image, rng, hsv(rng.random(), rng.uniform(0, 0.6), rng.uniform(0.2, 0.9)))
@@ -127,13 +127,14 @@ def _draw_shape(
     """Draw one class shape with a gentle shading; return its mask."""
     size = image.shape[:2]
     theta = rng.uniform(0, 2 * np.pi)
-    cov, window = coverage(SHAPES[shape], size, cx, cy, radius, theta)
+    shade = rng.uniform(0.05, 0.15)
+    # One pass gives the coverage and a gentle left-to-right shading factor of the object.
+    cov, window, factor = coverage(
+        SHAPES[shape], size, cx, cy, radius, theta, pattern=lambda u, v: (1 - shade * (u + 1) / 2)[..., None]
+    )
     under = image[window][cov >= 0.5]
     colour = _object_colour(rng, under.mean(axis=0) if under.size else image.mean(axis=(0, 1)))
-    shade = rng.uniform(0.05, 0.15)
-    _, _, shaded = coverage(
-        SHAPES[shape], size, cx, cy, radius, theta, pattern=lambda u, v: colour * (1 - shade * (u + 1) / 2)[..., None]
-    )
+    shaded = colour * factor
     paint(image, cov, window, shaded)
     return full_mask(cov, window, size)
 

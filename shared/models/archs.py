@@ -22,6 +22,13 @@ from torch import nn
 
 __all__ = ["VGGSmall", "resnet_small", "vgg_small", "vit_small_shapes"]
 
+_FACTORY_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+"""Keys timm.create_model passes to every factory; they describe weight downloads we do not have."""
+
+
+def _model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in _FACTORY_ONLY}
+
 
 @register_model
 def resnet_small(pretrained: bool = False, **kwargs: Any) -> ResNet:
@@ -40,7 +47,7 @@ def resnet_small(pretrained: bool = False, **kwargs: Any) -> ResNet:
         output_stride=8,
         global_pool="fast",
     )
-    args.update(kwargs)
+    args.update(_model_kwargs(kwargs))
     return ResNet(**args)
 
 
@@ -124,7 +131,7 @@ def vgg_small(pretrained: bool = False, **kwargs: Any) -> VGGSmall:
     """Five 3×3 conv–BN–ReLU layers and three max pools: an 8×8 last map at 64 px."""
     if pretrained:
         raise ValueError("vgg_small has no pretrained weights; train it with shared.models.train")
-    return VGGSmall(**kwargs)
+    return VGGSmall(**_model_kwargs(kwargs))
 
 
 @register_model
@@ -142,5 +149,5 @@ def vit_small_shapes(pretrained: bool = False, **kwargs: Any) -> VisionTransform
         class_token=True,
         global_pool="token",
     )
-    args.update(kwargs)
+    args.update(_model_kwargs(kwargs))
     return VisionTransformer(**args)

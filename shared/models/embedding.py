@@ -15,16 +15,20 @@ from torch import nn
 
 
 class EmbeddingNet(nn.Module):
-    """``backbone.forward_features`` → 1×1 conv ``embed`` → spatial mean → (B, embedding_dim)."""
+    """``backbone.forward_features`` → 1×1 conv ``embed`` (optional) → spatial mean → (B, embedding_dim)."""
 
-    def __init__(self, backbone: nn.Module, embedding_dim: int) -> None:
+    def __init__(self, backbone: nn.Module, embedding_dim: int | None = None) -> None:
         super().__init__()
         if not hasattr(backbone, "forward_features"):
             raise TypeError(f"the embedding backbone {type(backbone).__name__} has no forward_features()")
         in_channels = int(getattr(backbone, "num_features"))
         self.backbone = backbone
-        self.embed = nn.Conv2d(in_channels, embedding_dim, kernel_size=1)
-        self.embedding_dim = embedding_dim
+        # Without embedding_dim the embedding is the GAP of the backbone's last map itself;
+        # `embed` is then an identity, so the explained layer keeps one name either way.
+        self.embed: nn.Module = (
+            nn.Conv2d(in_channels, embedding_dim, kernel_size=1) if embedding_dim else nn.Identity()
+        )
+        self.embedding_dim = int(embedding_dim) if embedding_dim else in_channels
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The embedding map (B, D, h, w) whose spatial mean is the embedding."""

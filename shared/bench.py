@@ -1,0 +1,172 @@
+"""Benchmarks: a registry of timed comparisons written to ``reports/bench.json``.
+
+``@register_benchmark("name")`` registers a function ``fn(quick: bool) -> dict`` returning its
+figures (times in seconds, speed-ups, error bounds). :func:`run_benchmarks` runs some or all
+of them and merges their entries into the JSON file, so later work adds entries without
+losing earlier ones. Each entry records the machine it ran on; no dates (the file stays
+diffable). ``repro bench`` calls :func:`run_benchmarks`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shared.results import dumps, repo_root
+
+BenchmarkFn = Callable[[bool], dict[str, Any]]
+_REGISTRY: dict[str, BenchmarkFn] = {}
+
+
+def register_benchmark(name: str) -> Callable[[BenchmarkFn], BenchmarkFn]:
+    """Register ``fn(quick: bool) -> dict of figures`` under ``name`` (unique)."""
+
+    def decorator(fn: BenchmarkFn) -> BenchmarkFn:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise ValueError(f"benchmark {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_benchmarks() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def machine_info(device: torch.device | str | None = None) -> dict[str, Any]:
+    """The machine a benchmark ran on (no date: the report stays diffable)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, device: torch.device | None = None) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup`` runs (syncs CUDA)."""
+
+    def sync() -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_benchmarks(names: list[str] | None = None, out: str | Path = "reports/bench.json", quick: bool = False) -> dict[str, Any]:
+    """Run the named benchmarks (all when None), merge into ``out`` and return the whole file.
+
+    A relative ``out`` is taken from the repository root. Unknown names are an error listing
+    the registered ones.
+    """
+    chosen = list_benchmarks() if names is None else list(names)
+    unknown = [n for n in chosen if n not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; registered: {list_benchmarks()}")
+    path = Path(out)
+    if not path.is_absolute():
+        path = repo_root() / path
+    report: dict[str, Any] = {"benchmarks": {}}
+    if path.exists():
+        report = json.loads(path.read_text())
+        report.setdefault("benchmarks", {})
+    for name in chosen:
+        figures = _REGISTRY[name](quick)
+        report["benchmarks"][name] = {**figures, "quick": quick}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(report))
+    return report
+
+
+@register_benchmark("deletion_insertion")
+def bench_deletion_insertion(quick: bool = False) -> dict[str, Any]:
+    """Batched deletion + insertion vs the per-image, per-step loop on the same model.
+
+    timm ``resnet10t`` with seeded random weights at 64 px, 16 images, 32 steps; the score is
+    the softmax probability of each image's originally predicted class. Reports both median
+    times, the speed-up, and the largest absolute AUC difference between the two (<= 1e-6).
+    """
+    import timm
+
+    from shared.metrics.faithfulness import deletion, insertion, perturbation_curve_reference
+    from shared.metrics._filters import gaussian_blur, rise_blur_parameters
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    size, batch, steps = 64, 16, 32
+    torch.manual_seed(0)
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=10).to(device).eval()
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, 3, size, size, generator=gen).to(device)
+    maps = torch.rand(batch, size, size, generator=gen).to(device)
+    with torch.no_grad():
+        classes = model(images).argmax(1)
+
+    def score_fn(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return model(x).softmax(1).gather(1, classes[index].view(-1, 1)).squeeze(1)
+
+    blurred = gaussian_blur(images, *rise_blur_parameters(size, size))
+    zeros = torch.zeros_like(images)
+    results: dict[str, torch.Tensor] = {}
+
+    def batched() -> None:
+        results["del"] = deletion(maps, images, score_fn, steps=steps, max_batch=264).auc
+        results["ins"] = insertion(maps, images, score_fn, steps=steps, substrate=blurred, max_batch=264).auc
+
+    def loop() -> None:
+        results["del_ref"] = perturbation_curve_reference(maps, images, score_fn, steps, finish=zeros)[0]
+        results["ins_ref"] = perturbation_curve_reference(maps, images, score_fn, steps, finish=images, start=blurred)[0]
+
+    repeats = 1 if quick else 3
+    t_batched = time_call(batched, repeats=repeats, warmup=1, device=device)
+    t_loop = time_call(loop, repeats=repeats, warmup=0 if quick else 1, device=device)
+    max_diff = max(
+        float((results["del"].cpu() - results["del_ref"]).abs().max()),
+        float((results["ins"].cpu() - results["ins_ref"]).abs().max()),
+    )
+    return {
+        "model": "resnet10t (random init, seed 0, 10 classes)",
+        "image_size": size,
+        "images": batch,
+        "steps": steps,
+        "forward_passes_each": 2 * batch * (steps + 1),
+        "batched_s": t_batched,
+        "loop_s": t_loop,
+        "speedup": t_loop / t_batched,
+        "max_abs_auc_diff": max_diff,
+        "repeats": repeats,
+        "machine": machine_info(device),
+    }
