@@ -28,3 +28,10 @@ def all_targets() -> list[str]:
     for files in PAPER_TARGETS.values():
         targets.extend(files)
     return targets
+
+
+def results_cfg() -> str:
+    """Settings of the aggregation steps: run-time, eval, and the whole config's hash (provenance)."""
+    from shared.config import config_hash
+
+    return cfg_json({**runtime_cfg(), "eval": config["eval"], "config_sha256": config_hash(config)})

@@ -13,12 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from shared.models.adapter import ModelAdapter, nearest_names
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -54,17 +49,9 @@ def register_method(name: str, **kwargs: Any) -> Callable:
 
 def method_modules(papers_dir: Path | None = None) -> dict[str, str]:
     """Method name → module path, from every ``papers/*/paper.yaml``."""
-    papers_dir = papers_dir or REPO_ROOT / "papers"
-    found: dict[str, str] = {}
-    for meta in sorted(papers_dir.glob("*/paper.yaml")):
-        if meta.parent.name.startswith("_"):
-            continue
-        doc = yaml.safe_load(meta.read_text()) or {}
-        module = f"papers.{meta.parent.name}.method"
-        for m in doc.get("methods", []) or []:
-            name = m["name"] if isinstance(m, dict) else str(m)
-            found[name] = module
-    return found
+    from shared.registry_meta import method_table
+
+    return {name: f"papers.{spec['paper']}.method" for name, spec in method_table(papers_dir).items()}
 
 
 def get_method(name: str) -> MethodSpec:

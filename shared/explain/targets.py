@@ -27,6 +27,10 @@ class Target:
         """The score the faithfulness metrics use (class probability; similarity as is)."""
         return self(output, index)
 
+    def subset(self, index: torch.Tensor) -> "Target":
+        """The targets of the rows ``index`` (to explain a batch in chunks)."""
+        raise NotImplementedError
+
     def _index(self, output: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         if index is None:
             if output.shape[0] != len(self):
@@ -46,6 +50,9 @@ class ClassTarget(Target):
 
     def __len__(self) -> int:
         return self.labels.numel()
+
+    def subset(self, index: torch.Tensor) -> "ClassTarget":
+        return ClassTarget(self.labels[index.to(self.labels.device)])
 
     def _labels(self, output: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         if output.dim() != 2:
@@ -89,6 +96,9 @@ class SimilarityTarget(Target):
 
     def __len__(self) -> int:
         return self.reference.shape[0]
+
+    def subset(self, index: torch.Tensor) -> "SimilarityTarget":
+        return SimilarityTarget(self.reference[index.to(self.reference.device)], self.metric)
 
     def __call__(self, output: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         if output.dim() != 2 or output.shape[1] != self.reference.shape[1]:

@@ -1,0 +1,105 @@
+"""The evaluation batch of a model and the files the pipeline reads and writes.
+
+The evaluation subset of a model is the first ``n_images`` rows of its dataset's ``test``
+split. Classifiers are explained for the ground-truth class. Embedding models are explained
+for a positive reference: for query row i, the next test row of the same class (cyclically).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from shared.data import SplitTensors, load_split, read_meta
+from shared.explain import ClassTarget, SimilarityTarget, Target
+from shared.models import ModelAdapter, load_checkpoint
+
+
+@dataclass
+class EvalBatch:
+    """Everything a step needs to explain and score one model on its evaluation subset."""
+
+    adapter: ModelAdapter
+    split: SplitTensors  # the evaluation rows (images, labels, masks, boxes)
+    images: torch.Tensor  # (N, 3, H, W) on the adapter's device
+    target: Target
+    reference_index: torch.Tensor | None  # embedding models: the reference row of each query
+    reference_images: torch.Tensor | None
+    dataset: str
+
+
+def positive_references(labels: torch.Tensor) -> torch.Tensor:
+    """For each row, the next row of the same class (cyclically); itself if it is alone."""
+    n = labels.numel()
+    idx = torch.arange(n)
+    same = labels[:, None] == labels[None, :]
+    # distance going forward from i to j (1..n), so the first same-class row after i wins
+    forward = (idx[None, :] - idx[:, None]) % n
+    forward = torch.where(forward == 0, torch.full_like(forward, n), forward)
+    forward = torch.where(same, forward, torch.full_like(forward, n + 1))
+    ref = forward.argmin(dim=1)
+    alone = same.sum(dim=1) == 1
+    return torch.where(alone, idx, ref)
+
+
+def eval_batch(model_path: str | Path, dataset_dir: str | Path, n_images: int, device: torch.device | str = "cpu") -> EvalBatch:
+    """Load a checkpoint and its evaluation subset, with the targets every method explains."""
+    adapter = load_checkpoint(model_path, device=device).explain_mode()
+    split = load_split(dataset_dir, "test", limit=n_images)
+    images = split.images.to(device)
+    dataset = read_meta(dataset_dir)["name"]
+    if adapter.task == "classifier":
+        return EvalBatch(adapter, split, images, ClassTarget(split.labels.to(device)), None, None, dataset)
+    ref = positive_references(split.labels)
+    ref_images = images[ref.to(device)]
+    with torch.no_grad():
+        ref_embeddings = adapter(ref_images)
+    target = SimilarityTarget(ref_embeddings, adapter.metric)
+    return EvalBatch(adapter, split, images, target, ref, ref_images, dataset)
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_maps(path: str | Path, maps: torch.Tensor, meta: dict[str, Any]) -> None:
+    """Write (N, H, W) maps with their metadata (method, model, dataset) atomically."""
+    tensors = {"maps": maps.detach().float().cpu().contiguous()}
+    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata={"meta": json.dumps(meta, sort_keys=True)}))
+
+
+def load_maps(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Read maps written by :func:`save_maps`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {}).get("meta", "{}"))
+    return load_file(str(path))["maps"], meta
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically, with stable key order (diff-friendly, byte-stable)."""
+    from shared.results import dumps
+
+    text = dumps(obj)  # sorted keys, rounded floats: byte-stable and diff-friendly
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))

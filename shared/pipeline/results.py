@@ -1,0 +1,76 @@
+"""Step: aggregate per-image scores into result records (mean, bootstrap CI, n, provenance).
+
+    python -m shared.pipeline.results --paper gradcam --scores data/scores/resnet/gradcam.json ... \
+        --out reports/gradcam/results.json --config-json '{...}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from shared.metrics import bootstrap_max_of_means
+from shared.results import Provenance, ResultRecord, provenance, read_records, record_from_values, write_records
+
+
+def result_key(r: ResultRecord) -> str:
+    """The key a claim or `repro cite --result` uses: dataset/model/method/metric."""
+    return f"{r.dataset}/{r.model}/{r.method}/{r.metric}"
+
+
+def records_from_scores(scores: dict[str, Any], prov: dict[str, Any], n_resamples: int, ci: float, seed: int) -> list[ResultRecord]:
+    """One record per metric of one scores file (see shared.pipeline.score)."""
+    ident = {"method": scores["method"], "model": scores["model"], "dataset": scores["dataset"]}
+    records = [
+        record_from_values(values, metric=metric, provenance=prov, n_resamples=n_resamples, ci=ci, seed=seed, **ident)
+        for metric, values in sorted(scores["per_image"].items())
+    ]
+    mba = scores.get("maxboxacc")
+    if mba:
+        hits = torch.tensor(mba["hits"], dtype=torch.float64)
+        interval = bootstrap_max_of_means(hits, n_resamples=n_resamples, ci=ci, seed=seed)
+        best = int(torch.argmax(hits.mean(0)))
+        records.append(
+            ResultRecord(
+                metric="maxboxacc",
+                value=interval.value,
+                ci_low=interval.low,
+                ci_high=interval.high,
+                n=interval.n,
+                provenance=Provenance(**prov),
+                extra={"ci": ci, "n_resamples": n_resamples, "bootstrap_seed": seed, "best_threshold": mba["thresholds"][best]},
+                **ident,
+            )
+        )
+    return records
+
+
+def load_results(path: str | Path) -> dict[str, ResultRecord]:
+    """Records of a results.json by key."""
+    return {result_key(r): r for r in read_records(path)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--paper", required=True)
+    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--config-json", required=True, help="seed, device, eval section and config_sha256")
+    args = p.parse_args(argv)
+    cfg = json.loads(args.config_json)
+    prov = provenance(cfg, seed=cfg.get("seed"), device=cfg.get("device"))
+    prov["config_sha256"] = cfg.get("config_sha256", prov["config_sha256"])
+    records: list[ResultRecord] = []
+    for path in args.scores:
+        scores = json.loads(Path(path).read_text())
+        records.extend(records_from_scores(scores, prov, cfg["eval"]["bootstrap"], cfg["eval"]["ci"], cfg.get("seed", 0)))
+    write_records(records, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

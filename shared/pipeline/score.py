@@ -1,0 +1,97 @@
+"""Step: score one method's maps on its model's evaluation subset with the shared metric suite.
+
+    python -m shared.pipeline.score --maps data/maps/resnet/gradcam.safetensors \
+        --model data/models/resnet.safetensors --dataset data/datasets/shapes \
+        --out data/scores/resnet/gradcam.json --config-json '{...}'
+
+Per-image values of every metric go to the JSON (so confidence intervals and paired tests can
+be computed later); MaxBoxAcc keeps its per-image hits at every threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import torch
+
+from shared import metrics
+from shared.pipeline.io import EvalBatch, eval_batch, load_maps, write_json
+from shared.runtime import setup_from_config
+
+
+def score_fn_for(batch: EvalBatch):
+    """The faithfulness score of a batch: class probability, or similarity to the reference."""
+
+    @torch.no_grad()
+    def score(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return batch.target.probability(batch.adapter(images), index)
+
+    return score
+
+
+def score_maps(batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Every metric that applies to the batch's model, per image."""
+    maps = maps.to(batch.images.device)
+    if maps.shape[0] != batch.images.shape[0]:
+        raise ValueError(
+            f"{maps.shape[0]} maps for {batch.images.shape[0]} evaluation images; the maps are stale — "
+            f"delete them and rerun the workflow"
+        )
+    masks = batch.split.masks.to(maps.device)
+    boxes = batch.split.boxes.to(maps.device)
+    score = score_fn_for(batch)
+    steps = int(eval_cfg["deletion_steps"])
+    max_batch = max(int(eval_cfg["batch_size"]) * 4, 64)
+    per_image: dict[str, torch.Tensor] = {
+        "deletion": metrics.deletion(maps, batch.images, score, steps=steps, max_batch=max_batch).auc,
+        "insertion": metrics.insertion(maps, batch.images, score, steps=steps, max_batch=max_batch).auc,
+        "pointing_game": metrics.pointing_game(maps, masks),
+        "energy_pointing_game": metrics.energy_pointing_game(maps, boxes),
+        "relevance_mass": metrics.relevance_mass_accuracy(maps, masks),
+        "relevance_rank_accuracy": metrics.relevance_rank_accuracy(maps, masks),
+        "wsol_fixed": metrics.cam_localisation(maps, boxes),
+    }
+    if batch.adapter.task == "classifier":
+        # Average Drop / Increase in Confidence divide by the score on the image, which must be
+        # a probability: they are defined for classifiers only.
+        adic = metrics.average_drop_increase(maps, batch.images, score, keep=(1.0, 0.5, 0.15), max_batch=max_batch)
+        per_image["average_drop"] = adic[1.0].drop
+        per_image["increase_in_confidence"] = adic[1.0].increase
+        per_image["average_drop_50"] = adic[0.5].drop
+        per_image["increase_in_confidence_50"] = adic[0.5].increase
+        per_image["average_drop_15"] = adic[0.15].drop
+        per_image["increase_in_confidence_15"] = adic[0.15].increase
+    mba = metrics.max_box_accuracy(maps, boxes)
+    return {
+        "per_image": {k: [float(x) for x in v.detach().cpu().double()] for k, v in sorted(per_image.items())},
+        "maxboxacc": {
+            "thresholds": [float(t) for t in mba.thresholds.cpu()],
+            "hits": [[int(h) for h in row] for row in mba.hits.cpu().round().long()],
+        },
+        "image_ids": list(batch.split.image_ids),
+        "objects": [int(o) for o in batch.split.objects],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--maps", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--config-json", required=True)
+    args = p.parse_args(argv)
+    cfg = json.loads(args.config_json)
+    device = setup_from_config(cfg)
+    maps, meta = load_maps(args.maps)
+    batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
+    result = score_maps(batch, maps, cfg["eval"])
+    result.update({"method": meta.get("method"), "model": batch.adapter.name, "dataset": batch.dataset, "n": int(maps.shape[0])})
+    write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

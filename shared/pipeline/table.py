@@ -1,0 +1,78 @@
+"""Step: render result records as a markdown table (and a CSV beside it).
+
+    python -m shared.pipeline.table --results reports/gradcam/results.json \
+        --metrics pointing_game,maxboxacc --out reports/gradcam/localisation.md [--methods a,b] [--models m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+from shared.pipeline.io import write_text
+from shared.results import ResultRecord, read_records
+
+LOWER_IS_BETTER = {"deletion", "average_drop", "average_drop_50", "average_drop_15"}
+
+
+def fmt(r: ResultRecord | None) -> str:
+    if r is None:
+        return "—"
+    if r.ci_low is None or r.ci_high is None:
+        return f"{r.value:.3f}"
+    return f"{r.value:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+
+
+def render(records: list[ResultRecord], metrics: list[str], methods: list[str] | None, models: list[str] | None, title: str | None) -> tuple[str, str]:
+    """(markdown, csv) with one row per (dataset, model, method) and one column per metric."""
+    by = {(r.dataset, r.model, r.method, r.metric): r for r in records}
+    rows = sorted({(r.dataset, r.model, r.method) for r in records})
+    if methods:
+        rows = [row for row in rows if row[2] in methods]
+        rows.sort(key=lambda row: (row[0], row[1], methods.index(row[2])))
+    if models:
+        rows = [row for row in rows if row[1] in models]
+    arrows = [f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in metrics]
+    lines = []
+    if title:
+        lines += [f"**{title}**", ""]
+    lines.append("| dataset | model | method | " + " | ".join(arrows) + " |")
+    lines.append("|---|---|---|" + "---|" * len(metrics))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["dataset", "model", "method", *[f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")], "n"])
+    for d, mo, me in rows:
+        cells = [fmt(by.get((d, mo, me, m))) for m in metrics]
+        lines.append(f"| {d} | {mo} | {me} | " + " | ".join(cells) + " |")
+        vals = []
+        n = ""
+        for m in metrics:
+            r = by.get((d, mo, me, m))
+            vals += ["" if r is None else f"{x:.6g}" if x is not None else "" for x in ((r.value, r.ci_low, r.ci_high) if r else (None, None, None))]
+            n = r.n if r else n
+        writer.writerow([d, mo, me, *vals, n])
+    n_values = sorted({r.n for r in records if (r.dataset, r.model, r.method) in set(rows)})
+    lines += ["", f"Mean over images with a {int(100 * (records[0].extra.get('ci', 0.95) if records else 0.95))} % bootstrap CI; n = {', '.join(map(str, n_values))} images. ↑ higher is better, ↓ lower is better."]
+    return "\n".join(lines) + "\n", out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", required=True)
+    p.add_argument("--metrics", required=True, help="comma-separated metric names")
+    p.add_argument("--methods", help="comma-separated methods, in display order")
+    p.add_argument("--models", help="comma-separated models")
+    p.add_argument("--title")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    split = lambda s: [x for x in s.split(",") if x] if s else None  # noqa: E731
+    md, table_csv = render(read_records(args.results), split(args.metrics), split(args.methods), split(args.models), args.title)
+    write_text(args.out, md)
+    write_text(Path(args.out).with_suffix(".csv"), table_csv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

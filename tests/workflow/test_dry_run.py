@@ -1,0 +1,59 @@
+"""The workflow parses, validates its config and plans the whole DAG (no job runs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def dry_run(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SNAKEMAKE, "--dry-run", "--cores", "1", "--nolock", "--quiet", "rules", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("configfile", ["config/default.yaml", "config/tiny.yaml"])
+def test_dry_run_plans_every_rule(repo_root, configfile):
+    out = dry_run(repo_root, "--configfile", configfile)
+    assert out.returncode == 0, out.stdout + out.stderr
+    plan = out.stdout + out.stderr
+    for rule in ("dataset", "train_model", "explain_maps", "score_maps"):
+        assert rule in plan, f"rule {rule} missing from the plan:\n{plan}"
+
+
+def test_paper_scale_config_dry_runs(repo_root):
+    if not (repo_root / "config" / "paper-scale.yaml").exists():
+        pytest.skip("no paper-scale config yet")
+    out = dry_run(repo_root, "--configfile", "config/paper-scale.yaml")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_misspelt_key_stops_the_run_and_names_it(repo_root, tmp_path):
+    config = yaml.safe_load((repo_root / "config" / "tiny.yaml").read_text())
+    config["eval"]["n_imgaes"] = config["eval"].pop("n_images")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    out = dry_run(repo_root, "--configfile", str(bad))
+    assert out.returncode != 0
+    assert "n_imgaes" in out.stdout + out.stderr
+
+
+def test_ill_typed_value_stops_the_run(repo_root, tmp_path):
+    config = yaml.safe_load((repo_root / "config" / "tiny.yaml").read_text())
+    config["seed"] = "zero"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    out = dry_run(repo_root, "--configfile", str(bad))
+    assert out.returncode != 0
+    assert "zero" in out.stdout + out.stderr and "seed" in out.stdout + out.stderr
