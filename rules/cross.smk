@@ -1,2 +1,39 @@
-# Cross-paper rules (leaderboard, diff, HTML report) are added here.
+# Cross-paper rules: the leaderboard (every method x every model it applies to) and diffs.
 SHARED_TARGETS.append("reports/models.json")
+
+LEADERBOARD_SCORES = [f"data/scores/{model}/{method}.json" for method in sorted(METHODS) for model in models_for(method)]
+
+if LEADERBOARD_SCORES:
+    SHARED_TARGETS.append("reports/leaderboard.md")
+
+    rule leaderboard:
+        input:
+            LEADERBOARD_SCORES,
+        output:
+            "reports/leaderboard.md",
+            "reports/leaderboard.csv",
+            "reports/leaderboard.png",
+            "reports/leaderboard.json",
+        params:
+            cfg=lambda wc: results_cfg(),
+        shell:
+            "python -m shared.pipeline.leaderboard --scores {input} --out {output[0]} --config-json {params.cfg}"
+
+
+rule diff:
+    """`repro diff A B --model M` = snakemake reports/diff/M/A+B.md"""
+    input:
+        scores=lambda wc: [f"data/scores/{wc.model}/{m}.json" for m in wc.methods.split("+")],
+        maps=lambda wc: [f"data/maps/{wc.model}/{m}.safetensors" for m in wc.methods.split("+")],
+    output:
+        "reports/diff/{model}/{methods}.md",
+        "reports/diff/{model}/{methods}.png",
+        "reports/diff/{model}/{methods}.json",
+    wildcard_constraints:
+        methods=r"[a-z0-9_]+(\+[a-z0-9_]+)+",
+    params:
+        cfg=lambda wc: results_cfg(),
+        methods=lambda wc: " ".join(wc.methods.split("+")),
+    shell:
+        "python -m shared.pipeline.diff --model {wildcards.model} --methods {params.methods} "
+        "--scores {input.scores} --maps {input.maps} --out {output[0]} --config-json {params.cfg}"

@@ -1,5 +1,5 @@
-"""The ``repro`` command line: list papers, run the workflow, benchmark, and (as they land) diff,
-verify, cite, publish and pull."""
+"""The ``repro`` command line: list papers, run the workflow, compare methods across papers,
+verify and cite pinned results, share data through DVC, and benchmark."""
 
 from __future__ import annotations
 
@@ -64,6 +64,79 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cite(args: argparse.Namespace) -> int:
+    """The paper's BibTeX and a citation of a pinned result with its provenance."""
+    from shared.provenance_cli import cite
+
+    try:
+        print(cite(args.paper, args.result))
+    except (KeyError, FileNotFoundError, PaperError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Recompute papers and compare with their pinned results within tolerance."""
+    from shared.provenance_cli import verify
+
+    papers = args.papers or [d.name for d in paper_dirs() if (REPO_ROOT / "reports" / d.name / "results.json").exists()]
+    worst = 0
+    for paper in papers:
+        code, report = verify(paper, args.configfile, args.cores)
+        print(report, flush=True)
+        worst = max(worst, code)
+    return worst
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from shared.provenance_cli import publish
+
+    return publish()
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from shared.provenance_cli import pull
+
+    return pull(args.configfile)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Methods from any papers on one model: snakemake makes their maps and scores, then we compare."""
+    if len(args.methods) < 2:
+        print("error: give at least two methods to compare", file=sys.stderr)
+        return 2
+    stem = "+".join(args.methods)
+    target = f"reports/diff/{args.model}/{stem}.md"
+    cmd = [_snakemake(), "--cores", str(args.cores), target]
+    if args.configfile:
+        cmd += ["--configfile", args.configfile]
+    if args.metrics:
+        # other metrics than the rule's defaults: make the inputs with snakemake, compare here
+        inputs = [f"data/{kind}/{args.model}/{m}.{ext}" for m in args.methods for kind, ext in (("scores", "json"), ("maps", "safetensors"))]
+        cmd = [_snakemake(), "--cores", str(args.cores), *inputs] + (["--configfile", args.configfile] if args.configfile else [])
+    print("+", " ".join(cmd), flush=True)
+    rc = subprocess.call(cmd, cwd=REPO_ROOT)
+    if rc:
+        return rc
+    if args.metrics:
+        import json as _json
+
+        from shared.config import load_config
+        from shared.pipeline import diff
+
+        cfg = load_config(args.configfile or REPO_ROOT / "config" / "default.yaml")
+        rc = diff.main(
+            ["--model", args.model, "--methods", *args.methods,
+             "--scores", *[f"data/scores/{args.model}/{m}.json" for m in args.methods],
+             "--maps", *[f"data/maps/{args.model}/{m}.safetensors" for m in args.methods],
+             "--metrics", args.metrics, "--out", target,
+             "--config-json", _json.dumps({"seed": cfg["seed"], "eval": cfg["eval"]})]
+        )
+    print((REPO_ROOT / target).read_text())
+    return rc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +152,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configfile", help="e.g. config/tiny.yaml or config/paper-scale.yaml")
     p.add_argument("-n", "--dry-run", action="store_true")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("diff", help="compare methods from any papers on one model (table, paired tests, agreement, plot)")
+    p.add_argument("methods", nargs="+")
+    p.add_argument("--model", default="resnet")
+    p.add_argument("--metrics", help="comma-separated metrics (default: the common ones)")
+    p.add_argument("-c", "--cores", default=os.cpu_count() or 1)
+    p.add_argument("--configfile")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("verify", help="recompute papers and compare with their pinned results")
+    p.add_argument("papers", nargs="*", help="paper ids (default: every paper with pinned results)")
+    p.add_argument("-c", "--cores", default=os.cpu_count() or 1)
+    p.add_argument("--configfile")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("cite", help="BibTeX of a paper and a citation of a pinned result with its provenance")
+    p.add_argument("paper")
+    p.add_argument("--result", help="result key dataset/model/method/metric (see reports/<paper>/results.json)")
+    p.set_defaults(func=cmd_cite)
+
+    p = sub.add_parser("publish", help="dvc add data + dvc push to the default remote")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for snakemake")
+    p.add_argument("--configfile")
+    p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("bench", help="run the speed benchmarks and write reports/bench.json")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

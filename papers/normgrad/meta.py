@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
@@ -105,7 +107,10 @@ def meta_layer_signals(
             return loss_fn(functional_call(adapter, (p, buffers), (x[None],)), t)
 
         # θ_i = θ − lr ∇_θ L(x_i): one SGD step per image (Sec. 5).
-        per_image_grads = vmap(grad(image_loss), in_dims=(None, 0, 0))(params, images, tdata)
+        with warnings.catch_warnings():
+            # CPU flash attention has no vmap batching rule yet: correct, only slower.
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            per_image_grads = vmap(grad(image_loss), in_dims=(None, 0, 0))(params, images, tdata)
         stepped = {k: params[k][None] - lr * per_image_grads[k] for k in params}
 
         def image_score(p: dict, x: torch.Tensor, t: torch.Tensor, deltas: tuple) -> tuple[torch.Tensor, tuple]:
@@ -127,7 +132,9 @@ def meta_layer_signals(
             return score_fn(out, t), tuple(seen)
 
         deltas = tuple(images.new_zeros((batch, 1, *s)) for s in shapes)
-        grads, acts = vmap(grad(image_score, argnums=3, has_aux=True), in_dims=(0, 0, 0, 0))(stepped, images, tdata, deltas)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            grads, acts = vmap(grad(image_score, argnums=3, has_aux=True), in_dims=(0, 0, 0, 0))(stepped, images, tdata, deltas)
     A = [adapter.to_grid(a[:, 0].detach()).float() for a in acts]
     G = [adapter.to_grid(g[:, 0].detach()).float() for g in grads]
     return A, G

@@ -56,6 +56,18 @@ def normgrad_map(A: torch.Tensor, G: torch.Tensor, kernel_size: int = 1) -> torc
     return act_norm * grad_norm
 
 
+def default_layers(adapter: ModelAdapter) -> list[str]:
+    """The layers NormGrad combines by default: the CNN's stages, or each ViT block's input.
+
+    A ViT block's *output* patch tokens at the last block never reach a class-token head
+    (their gradient is 0), so on a ViT we take each block's first norm (its normalised input),
+    as the adapter's own target layer does.
+    """
+    if adapter.kind == "vit":
+        return [f"{name}.norm1" for name in adapter.layers]
+    return list(adapter.layers)
+
+
 class MetaStepMixin:
     """Adds the meta-saliency step (Sec. 5) to a :class:`CAMExplainer` subclass."""
 
@@ -131,7 +143,7 @@ class NormGradCombined(Explainer):
         meta: bool = False,
         lr: float = DEFAULT_META_LR,
     ) -> None:
-        self.layers = list(layers) if layers is not None else list(adapter.layers)
+        self.layers = list(layers) if layers is not None else default_layers(adapter)
         if not self.layers:
             raise ValueError(f"model {adapter.name!r} lists no layers; pass layers=[...] to combine")
         super().__init__(adapter, self.layers[-1])

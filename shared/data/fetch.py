@@ -163,8 +163,9 @@ def extract(archive: Path, into: Path) -> None:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(into, filter="data")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        detail = " ".join(str(err).split())  # tarfile lists every method tried, one per line
         raise FetchError(
-            f"cannot extract {archive}: {err}. The archive is damaged although its checksum "
+            f"cannot extract {archive}: {detail}. The archive is damaged although its checksum "
             f"matched the config — the pinned checksum is probably wrong; delete {archive}, "
             "check the checksum against the publisher's and rerun"
         ) from err
