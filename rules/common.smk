@@ -1,6 +1,7 @@
 # Helpers shared by every rules file. Papers register their final outputs in PAPER_TARGETS.
 import json
 import shlex
+from pathlib import Path
 
 from shared.config import validate_paper_sections
 
@@ -35,3 +36,35 @@ def results_cfg() -> str:
     from shared.config import config_hash
 
     return cfg_json({**runtime_cfg(), "eval": config["eval"], "config_sha256": config_hash(config)})
+
+
+def _captions() -> dict[str, tuple[str, str]]:
+    """reports path -> (paper id, caption) for every figure and table a paper.yaml declares."""
+    from shared.paper_meta import load_paper, paper_dirs
+
+    found = {}
+    for d in paper_dirs():
+        doc = load_paper(d)
+        for item in [*doc.get("figures", []), *doc.get("tables", [])]:
+            ref = f" (paper: {item['paper_ref']})" if item.get("paper_ref") else ""
+            found[item["file"]] = (doc["id"], f"{doc['title']}{ref}. {item['caption']}")
+    return found
+
+
+CAPTIONS = _captions()
+CAPTION_DIR = Path(".snakemake/captions").resolve()
+
+
+def in_report(path: str, category: str | None = None, caption: str | None = None):
+    """Flag an output for the HTML report (`snakemake --report reports/report.html`).
+
+    The caption comes from the paper.yaml entry whose ``file`` is ``path`` (what the paper's
+    figure was, what we see); the category is the paper id.
+    """
+    paper, text = CAPTIONS.get(path, (category or "other", caption or Path(path).stem.replace("_", " ")))
+    CAPTION_DIR.mkdir(parents=True, exist_ok=True)
+    cap = CAPTION_DIR / (path.replace("/", "__") + ".rst")
+    body = (caption or text).replace("*", "\\*") + "\n"
+    if not cap.exists() or cap.read_text() != body:
+        cap.write_text(body)
+    return report(path, caption=str(cap), category=category or paper)

@@ -11,8 +11,8 @@ if LEADERBOARD_SCORES:
             LEADERBOARD_SCORES,
         output:
             "reports/leaderboard.md",
-            "reports/leaderboard.csv",
-            "reports/leaderboard.png",
+            in_report("reports/leaderboard.csv", "leaderboard", "Every method on every model it applies to: means with 95 % bootstrap CIs."),
+            in_report("reports/leaderboard.png", "leaderboard", "The leaderboard as a figure: each panel a metric, each colour a model."),
             "reports/leaderboard.json",
         params:
             cfg=lambda wc: results_cfg(),

@@ -56,6 +56,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=REPO_ROOT)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Snakemake's HTML report: every figure by paper, with captions; leaderboard; claims."""
+    cmd = [_snakemake(), "--report", args.out]
+    if args.configfile:
+        cmd += ["--configfile", args.configfile]
+    print("+", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=REPO_ROOT)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the speed benchmarks; figures go to reports/bench.json."""
     from shared.bench import run_benchmarks
@@ -178,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for snakemake")
     p.add_argument("--configfile")
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("report", help="the HTML report (snakemake --report) with every figure by paper")
+    p.add_argument("--out", default="reports/report.html")
+    p.add_argument("--configfile")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="run the speed benchmarks and write reports/bench.json")
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

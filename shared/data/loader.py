@@ -47,7 +47,7 @@ class SplitTensors:
 
 def _read_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))  # a writable copy, so torch can wrap it
 
 
 def _read_mask(path: Path) -> np.ndarray:

@@ -47,6 +47,14 @@ class PairTarget(SimilarityTarget):
             )
         self.reference_images = reference_images.detach()
 
+    def subset(self, index: torch.Tensor) -> "PairTarget":
+        """The pairs of rows ``index`` (the pipeline explains in chunks): embeddings and images."""
+        return PairTarget(
+            self.reference_images[index.to(self.reference_images.device)],
+            self.reference[index.to(self.reference.device)],
+            self.metric,  # type: ignore[arg-type]
+        )
+
     @classmethod
     def from_images(
         cls, adapter: ModelAdapter, reference_images: torch.Tensor, metric: str | None = None

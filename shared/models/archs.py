@@ -42,8 +42,8 @@ def resnet_small(pretrained: bool = False, **kwargs: Any) -> ResNet:
     args: dict[str, Any] = dict(
         block=BasicBlock,
         layers=(1, 1, 1, 1),
-        channels=(32, 64, 128, 256),
-        stem_width=32,
+        channels=(16, 32, 64, 128),
+        stem_width=16,
         output_stride=8,
         global_pool="fast",
     )

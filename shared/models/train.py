@@ -191,7 +191,8 @@ def _load_dataset(root: Path, model_cfg: Mapping[str, Any]) -> tuple[dict[str, A
     limit = model_cfg.get("train_limit")
     tr = load_split(root, model_cfg.get("train_split", "train"), limit=limit)
     te = load_split(root, model_cfg.get("test_split", "test"))
-    classes = list(getattr(tr, "class_names", None) or meta.get("classes", []))
+    # `classes` is the dataset's class list (labels index it); `class_names` is per row
+    classes = list(getattr(tr, "classes", None) or meta.get("classes", []))
     return meta, Split(tr.images, tr.labels), Split(te.images, te.labels), classes
 
 

@@ -63,9 +63,10 @@ def manual_forward(adapter: ModelAdapter, image: torch.Tensor):
     blocks = []
     d = DIM // HEADS
     for blk in m.blocks:
-        block_in = torch.zeros_like(t, requires_grad=True)  # probe for Grad-CAM at norm1's input
-        t = t + block_in
         h = F.layer_norm(t, (DIM,), blk.norm1.weight, blk.norm1.bias, blk.norm1.eps)
+        norm1_out = torch.zeros_like(h, requires_grad=True)  # probe for Grad-CAM at norm1's output
+        norm1_value = h.detach()
+        h = h + norm1_out
         qkv = h @ blk.attn.qkv.weight.T + blk.attn.qkv.bias
         q, k, v = (qkv[:, i * DIM : (i + 1) * DIM].reshape(-1, HEADS, d).transpose(0, 1) for i in range(3))
         a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(d), dim=-1)  # (heads, N, N)
@@ -74,7 +75,7 @@ def manual_forward(adapter: ModelAdapter, image: torch.Tensor):
         t = t + (z + probe) @ blk.attn.proj.weight.T + blk.attn.proj.bias
         h2 = F.layer_norm(t, (DIM,), blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)
         t = t + F.linear(F.gelu(F.linear(h2, blk.mlp.fc1.weight, blk.mlp.fc1.bias)), blk.mlp.fc2.weight, blk.mlp.fc2.bias)
-        blocks.append(dict(a=a.detach(), v=v.detach(), z=z.detach(), probe=probe, block_in=block_in))
+        blocks.append(dict(a=a.detach(), v=v.detach(), z=z.detach(), probe=probe, norm1_out=norm1_out, norm1_value=norm1_value))
     t = F.layer_norm(t, (DIM,), m.norm.weight, m.norm.bias, m.norm.eps)
     feature = t[0]
     logits = feature @ m.head.weight.T + m.head.bias
@@ -200,13 +201,9 @@ def test_gradcam_vit_matches_hand_gradient():
     maps = GradCAMViT(adapter)(x, ClassTarget(labels))
     for i in range(2):
         logits, _, blocks = manual_forward(adapter, x[i])
-        (g,) = torch.autograd.grad(logits[int(labels[i])], [blocks[-1]["block_in"]])
-        # the activation at norm1's input of the last block: rerun to read it
-        acts = {}
-        h = adapter.module(f"blocks.{DEPTH - 1}.norm1").register_forward_pre_hook(lambda m, a: acts.update(a=a[0]))
-        adapter(x[i : i + 1])
-        h.remove()
-        a = acts["a"][0, 1:]  # patch tokens (N, C)
+        # the adapter's ViT layer is the last block's norm1 (its output, as the capture records it)
+        (g,) = torch.autograd.grad(logits[int(labels[i])], [blocks[-1]["norm1_out"]])
+        a = blocks[-1]["norm1_value"][1:]  # patch tokens (N, C)
         cam = (a @ g[1:].mean(dim=0)).clamp_min(0).reshape(1, SIZE // PATCH, SIZE // PATCH)
         torch.testing.assert_close(maps[i : i + 1], up(cam), rtol=1e-4, atol=1e-5)
 

@@ -1,0 +1,82 @@
+"""The aggregation steps on hand-made scores: CIs, tables, claim verdicts, verify's comparison."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from shared.pipeline import claims, table
+from shared.pipeline.io import load_maps, positive_references, save_maps
+from shared.pipeline.results import records_from_scores, result_key
+from shared.provenance_cli import compare_results
+from shared.results import ResultRecord
+
+
+def scores(method: str, values: list[float], hits: list[list[int]] | None = None) -> dict:
+    return {
+        "method": method,
+        "model": "resnet",
+        "dataset": "shapes",
+        "per_image": {"pointing_game": values},
+        "maxboxacc": {"thresholds": [0.1, 0.5], "hits": hits or [[1, 0]] * len(values)},
+        "image_ids": [str(i) for i in range(len(values))],
+    }
+
+
+def test_positive_references_pick_the_next_same_class_row():
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    assert positive_references(labels).tolist() == [2, 4, 5, 3, 1, 0]
+
+
+def test_records_from_scores_mean_ci_and_maxboxacc():
+    recs = {r.metric: r for r in records_from_scores(scores("a", [1, 0, 1, 1], [[1, 0], [1, 1], [0, 1], [1, 1]]), {}, 200, 0.95, 0)}
+    pg = recs["pointing_game"]
+    assert pg.value == pytest.approx(0.75) and pg.n == 4
+    assert 0 <= pg.ci_low <= 0.75 <= pg.ci_high <= 1
+    mba = recs["maxboxacc"]
+    assert mba.value == pytest.approx(0.75)  # both thresholds reach 3/4; the first is reported
+    assert mba.extra["best_threshold"] == 0.1
+
+
+def test_table_renders_values_and_missing_cells():
+    recs = records_from_scores(scores("gradcam", [1, 1, 0, 1]), {}, 100, 0.95, 0)
+    md, csv_text = table.render(recs, ["pointing_game", "deletion"], None, None, "Localisation")
+    row = [line for line in md.splitlines() if "| gradcam |" in line][0]
+    assert "0.750 [" in row and row.rstrip().endswith("| — |")
+    assert csv_text.splitlines()[1].startswith("shapes,resnet,gradcam,0.75,")
+
+
+def test_claim_verdicts_with_numbers():
+    recs = {result_key(r): r for r in records_from_scores(scores("a", [1, 1, 1, 0]), {}, 100, 0.95, 0)}
+    recs.update({result_key(r): r for r in records_from_scores(scores("b", [1, 0, 0, 0]), {}, 100, 0.95, 0)})
+    holds = claims.judge({"id": "x", "statement": "a beats b", "lhs": "shapes/resnet/a/pointing_game", "op": ">", "rhs": "shapes/resnet/b/pointing_game"}, recs)
+    assert holds["verdict"] == "reproduced" and holds["lhs_value"] == 0.75 and holds["rhs_value"] == 0.25
+    fails = claims.judge({"id": "y", "statement": "b beats a by 0.1", "lhs": "shapes/resnet/b/pointing_game", "op": ">=", "rhs": "shapes/resnet/a/pointing_game", "margin": 0.1}, recs)
+    assert fails["verdict"] == "not reproduced"
+    rel = claims.judge({"id": "z", "statement": "a is 12 % above b", "lhs": "shapes/resnet/a/pointing_game", "op": ">=", "rhs": "shapes/resnet/b/pointing_game", "margin": 0.12, "relative": True}, recs)
+    assert rel["verdict"] == "reproduced"  # 0.75 >= 0.25 * 1.12
+    expr = claims.judge({"id": "e", "statement": "expr", "expr": "r['shapes/resnet/a/pointing_game'] - r['shapes/resnet/b/pointing_game'] == 0.5"}, recs)
+    assert expr["verdict"] == "reproduced"
+    missing = claims.judge({"id": "m", "statement": "?", "lhs": "shapes/resnet/c/pointing_game", "op": ">", "rhs": 0.5}, recs)
+    assert missing["verdict"] == "not evaluated" and missing["missing"] == "shapes/resnet/c/pointing_game"
+    assert "**not reproduced**" in claims.render("p", [fails])
+
+
+def test_verify_comparison_flags_what_moved():
+    def rec(v: float) -> ResultRecord:
+        return ResultRecord("pointing_game", "a", "resnet", "shapes", v, None, None, 10)
+
+    doc = {"tolerance": {"default": 0.01, "metrics": {"pointing_game": 0.05}}}
+    rows = compare_results(doc, {"k1": rec(0.5), "k2": rec(0.5)}, {"k1": rec(0.54), "k2": rec(0.6), "k3": rec(0.1)})
+    by = {r["key"]: r for r in rows}
+    assert not by["k1"]["moved"] and by["k2"]["moved"] and by["k3"]["moved"]
+
+
+def test_maps_round_trip(tmp_path):
+    maps = torch.rand(3, 5, 5)
+    save_maps(tmp_path / "m.safetensors", maps, {"method": "x"})
+    back, meta = load_maps(tmp_path / "m.safetensors")
+    assert torch.equal(back, maps) and meta == {"method": "x"}
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind

@@ -1,0 +1,98 @@
+"""The whole tiny workflow, for real: twice from scratch (byte-identical reports/), then
+published with DVC and pulled into a second clone, where Snakemake finds nothing to do.
+
+Slow (a few minutes): every dataset is generated, every model trained, every paper run.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed in {cwd}:\n{out.stdout[-6000:]}\n{out.stderr[-6000:]}"
+    return out
+
+
+def working_tree_copy(repo: Path, dest: Path) -> Path:
+    """The repository's tracked and untracked (not ignored) files, without data/ and reports/."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if rel.startswith(("reports/", "data/")) or not (repo / rel).is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / rel, dest / rel)
+    (dest / "data").mkdir(exist_ok=True)
+    (dest / "data" / ".gitkeep").touch()
+    return dest
+
+
+def snapshot(reports: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(reports)): p.read_bytes() for p in sorted(reports.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("home")  # the default DVC remote (~/.cache/...) lands here
+    e = {**os.environ, "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    e.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
+    return e
+
+
+@pytest.fixture(scope="module")
+def first_run(repo_root, tmp_path_factory, env) -> Path:
+    clone = working_tree_copy(repo_root, tmp_path_factory.mktemp("clone_a"))
+    run(["snakemake", "--cores", "2", "--configfile", "config/tiny.yaml"], clone, env)
+    return clone
+
+
+def test_tiny_workflow_makes_every_paper(first_run):
+    reports = first_run / "reports"
+    assert (reports / "models.json").exists()
+    papers = [d.name for d in (first_run / "papers").iterdir() if (d / "rules.smk").exists() and not d.name.startswith("_")]
+    for paper in papers:
+        assert (reports / paper / "results.json").exists(), f"{paper} made no results.json"
+        assert (reports / paper / "claims.md").exists(), f"{paper} judged no claims"
+
+
+def test_two_cold_runs_give_identical_reports(first_run, tmp_path_factory, env):
+    before = snapshot(first_run / "reports")
+    second = shutil.copytree(first_run, tmp_path_factory.mktemp("clone_second") / "repo", ignore=shutil.ignore_patterns(".snakemake", "data", "reports"))
+    (second / "data").mkdir()
+    run(["snakemake", "--cores", "2", "--configfile", "config/tiny.yaml"], second, env)
+    after = snapshot(second / "reports")
+    assert sorted(after) == sorted(before)
+    differing = [name for name in before if before[name] != after[name]]
+    assert not differing, f"not byte-identical across cold runs: {differing}"
+
+
+def test_publish_then_pull_in_a_second_clone_needs_no_recomputation(first_run, tmp_path_factory, env):
+    a = first_run
+    run(["git", "init", "-q"], a, env)
+    run(["git", "add", "-A"], a, env)
+    run(["git", "commit", "-qm", "tiny run"], a, env)
+    run([str(BIN / "repro"), "publish"], a, env)
+    run(["git", "add", "data.dvc"], a, env)
+    run(["git", "commit", "-qm", "publish data"], a, env)
+    remote = Path(env["HOME"]) / ".cache" / "saliency-repro" / "dvc-remote"
+    assert any(remote.rglob("*")), "dvc push wrote nothing to the default local remote"
+
+    b = tmp_path_factory.mktemp("clone_b") / "repo"
+    run(["git", "clone", "-q", str(a), str(b)], b.parent, env)
+    assert not (b / "data" / "models").exists()
+    run([str(BIN / "repro"), "pull", "--configfile", "config/tiny.yaml"], b, env)
+    assert filecmp.cmp(a / "reports" / "models.json", b / "reports" / "models.json", shallow=False)
+    plan = run(["snakemake", "--dry-run", "--cores", "1", "--configfile", "config/tiny.yaml"], b, env)
+    assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout[-3000:]
