@@ -88,7 +88,7 @@ def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, device: 
 
 
 def run_benchmarks(names: list[str] | None = None, out: str | Path = "reports/bench.json", quick: bool = False) -> dict[str, Any]:
-    """Run the named benchmarks (all when None), merge into ``out`` and return the whole file.
+    """Run the named benchmarks (all when None), merge into ``out`` and return the file as written.
 
     A relative ``out`` is taken from the repository root. Unknown names are an error listing
     the registered ones.
@@ -108,8 +108,9 @@ def run_benchmarks(names: list[str] | None = None, out: str | Path = "reports/be
         figures = _REGISTRY[name](quick)
         report["benchmarks"][name] = {**figures, "quick": quick}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps(report))
-    return report
+    text = dumps(report)
+    path.write_text(text)
+    return json.loads(text)
 
 
 @register_benchmark("deletion_insertion")

@@ -67,8 +67,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the speed benchmarks; figures go to reports/bench.json."""
+    import importlib
+
     from shared.bench import run_benchmarks
 
+    # papers register their benchmarks in papers/<id>/bench.py; import them by path
+    for d in paper_dirs():
+        if (d / "bench.py").exists():
+            importlib.import_module(f"papers.{d.name}.bench")
     run_benchmarks(names=args.names or None, out=args.out, quick=args.quick)
     return 0
 

@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from shared.data import SplitTensors, load_split, read_meta
-from shared.explain import ClassTarget, SimilarityTarget, Target
+from shared.explain import ClassTarget, Target
+from shared.explain.pair import PairTarget
 from shared.models import ModelAdapter, load_checkpoint
 
 
@@ -59,9 +60,9 @@ def eval_batch(model_path: str | Path, dataset_dir: str | Path, n_images: int, d
         return EvalBatch(adapter, split, images, ClassTarget(split.labels.to(device)), None, None, dataset)
     ref = positive_references(split.labels)
     ref_images = images[ref.to(device)]
-    with torch.no_grad():
-        ref_embeddings = adapter(ref_images)
-    target = SimilarityTarget(ref_embeddings, adapter.metric)
+    # a PairTarget is a SimilarityTarget that also carries the reference pixels, which the
+    # decomposition methods (SFAM, SimNet, Zhu et al.) need for the reference's feature map
+    target = PairTarget.from_images(adapter, ref_images)
     return EvalBatch(adapter, split, images, target, ref, ref_images, dataset)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -34,12 +35,17 @@ def test_save_figure_is_byte_stable_without_metadata(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "b.png", "sub"]  # no temp files
 
 
+class _Exploding(Artist):
+    def draw(self, renderer):  # noqa: ANN001 - matplotlib's signature
+        raise RuntimeError("drawing failed")
+
+
 def test_save_figure_failure_leaves_old_file_and_no_temp(tmp_path):
     target = save_figure(_figure(), tmp_path / "f.png")
     before = target.read_bytes()
     broken = _figure()
-    broken.axes[0].set_title("$\\broken{")  # mathtext error at draw time
-    with pytest.raises(ValueError):
+    broken.add_artist(_Exploding())
+    with pytest.raises(RuntimeError, match="drawing failed"):
         save_figure(broken, target)
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["f.png"]
     with pytest.raises(ValueError, match="PNG only"):

@@ -132,7 +132,7 @@ def test_point_specific_map_interpolates_D_at_the_query_point() -> None:
     q, r = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)
     target = PairTarget.from_images(ad, r)
     # (y, x) pixels: a cell centre (row 1, col 2); the corner (edge value); between cells
-    points = torch.tensor([[2.5, 4.5], [0.0, 0.0], [1.0, 3.0]]) - 0.0
+    points = torch.tensor([[2.5, 4.5], [0.0, 0.0], [1.0, 3.0]])
     maps = point_specific_maps(ad, q, target, points)
     with torch.no_grad():
         A_q = ad.model.embed(ad.model.stem(q)).double()
