@@ -1,5 +1,6 @@
 # Cross-paper rules: the leaderboard (every method x every model it applies to) and diffs.
 SHARED_TARGETS.append("reports/models.json")
+SHARED_TARGETS.extend(DATASET_FIGURES)
 
 LEADERBOARD_SCORES = [f"data/scores/{model}/{method}.json" for method in sorted(METHODS) for model in models_for(method)]
 

@@ -20,9 +20,9 @@ embedding f from a k-NN memory bank (:class:`MemoryBank`), and the backward pass
 
 Facts taken from the authors' code (ly9802/DynamicAccumulatedAttentionMap, ``utils/DAAM.py``,
 ``utils/SelfSupervisedViT_DAAM.py``, ``DINO_DAAM_Visualization_oneSample.py``); deviations are
-listed in the README. Baselines for ViTs live here too: Grad-CAM at the last block
-(``gradcam_vit``) and attention rollout (``attention_rollout``, computed in
-``shared.explain.rollout``).
+listed in the README. Baselines for ViTs: Grad-CAM at the last block is ``gradcam`` of
+papers/gradcam on the ViT adapter; attention rollout (``attention_rollout``) is registered here
+and computed in ``shared.explain.rollout``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from shared.explain import CAMExplainer, Explainer, frozen, register_method, upsample
+from shared.explain import Explainer, frozen, register_method, upsample
 from shared.explain.rollout import attention_rollout, capture_attention, vit_blocks
 from shared.explain.targets import Target
 from shared.models.adapter import ModelAdapter
@@ -253,17 +253,6 @@ class DAAMSelfSupervised(DAAM):
 
 # ---------------------------------------------------------------------------------------------
 # Baselines that apply to a ViT
-
-
-@register_method("gradcam_vit")
-class GradCAMViT(CAMExplainer):
-    """Grad-CAM at the adapter's ViT layer (last block's norm1 input): w_k = mean_ij ∂y/∂A^k_ij."""
-
-    kinds = ("vit",)
-
-    def weights(self, A: torch.Tensor, G: torch.Tensor | None) -> torch.Tensor:
-        assert G is not None
-        return G.mean(dim=(2, 3))
 
 
 @register_method("attention_rollout")

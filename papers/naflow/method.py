@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.explain import CAMExplainer, Explainer, register_method, upsample
+from papers.gradcam.method import GradCAM
+from shared.explain import Explainer, register_method, upsample
 from shared.explain.base import layer_signals
 from shared.explain.targets import Target
 from shared.models.adapter import ModelAdapter
@@ -236,14 +237,10 @@ class NAFlow(Explainer):
 @register_method("gradcam_b3", block=3)
 @register_method("gradcam_b4", block=4)
 @register_method("gradcam_b5", block=5)
-class GradCAMBlock(CAMExplainer):
-    """Grad-CAM at conv block ``block`` of a plain CNN (the baseline of NAFlow's per-layer table)."""
+class GradCAMBlock(GradCAM):
+    """Grad-CAM (papers/gradcam) at conv block ``block`` of a plain CNN: NAFlow's per-layer baseline."""
 
     kinds = ("cnn",)
 
     def __init__(self, adapter: ModelAdapter, layer: str | None = None, block: int = 5) -> None:
         super().__init__(adapter, layer or resolve_block(adapter, block))
-
-    def weights(self, A: torch.Tensor, G: torch.Tensor | None) -> torch.Tensor:
-        assert G is not None
-        return G.mean(dim=(2, 3))  # Grad-CAM: global-average-pooled gradients

@@ -72,6 +72,31 @@ def embedding_loss(metric: str) -> nn.Module:
     raise ValueError(f"embedding metric must be 'cosine' or 'euclidean', got {metric!r}")
 
 
+def epoch_batches(labels: torch.Tensor, batch_size: int, per_class: int | None, generator: torch.Generator) -> list[torch.Tensor]:
+    """One epoch of index batches, drawn with ``generator``.
+
+    Without ``per_class``: a random permutation cut into full batches. With ``per_class = m``
+    (metric learning with many classes, e.g. CUB): each class's images are shuffled and cut
+    into groups of m, the groups are shuffled, and each batch takes ``batch_size // m`` groups,
+    so every batch holds positive pairs.
+    """
+    n = len(labels)
+    if not per_class:
+        order = torch.randperm(n, generator=generator)
+        return [order[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)] or [order]
+    m = int(per_class)
+    if batch_size % m or batch_size // m < 2:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of samples_per_class {m}, with at least 2 classes a batch")
+    groups: list[torch.Tensor] = []
+    for c in torch.unique(labels).tolist():  # sorted, so the draws do not depend on dict order
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator)]
+        groups += [idx[i : i + m] for i in range(0, len(idx) - m + 1, m)]
+    groups = [groups[i] for i in torch.randperm(len(groups), generator=generator).tolist()]
+    k = batch_size // m
+    return [torch.cat(groups[i : i + k]) for i in range(0, len(groups) - k + 1, k)]
+
+
 def lr_lambda(total_steps: int, warmup_steps: int):
     """Linear warm-up from 1/warmup to 1, then a cosine decay to 0, as a factor of the base lr."""
 
@@ -122,13 +147,17 @@ def train_model(
     epochs = int(model_cfg["epochs"])
     batch_size = int(model_cfg["batch_size"])
     n = len(train.labels)
-    # drop the last partial batch: a batch of one breaks BatchNorm, and equal batches keep
-    # every step's statistics comparable
-    steps_per_epoch = max(1, n // batch_size) if n else 0
-    total_steps = epochs * steps_per_epoch
+    per_class = model_cfg.get("samples_per_class")
     gen = runtime.generator(seed + 1)  # seed + 1: not the stream that initialised the weights
+    # the last partial batch is dropped: a batch of one breaks BatchNorm, and equal batches
+    # keep every step's statistics comparable. The batch count of an epoch does not depend on
+    # the draws, so a throw-away generator sizes the schedule.
+    steps_per_epoch = len(epoch_batches(train.labels, batch_size, per_class, torch.Generator().manual_seed(0))) if n else 0
+    total_steps = epochs * steps_per_epoch
     training: dict[str, Any] = {"epochs": epochs, "steps": total_steps, "device": str(device)}
     started = time.perf_counter()
+    # CPU time as well as wall time: on a shared machine the wall time says little
+    cpu_started = time.process_time()
 
     if total_steps > 0:
         params = [p for p in adapter.parameters() if p.requires_grad]
@@ -145,9 +174,7 @@ def train_model(
         loss_sum, correct, seen = 0.0, 0, 0
         try:
             for epoch in range(epochs):
-                order = torch.randperm(n, generator=gen)
-                for step in range(steps_per_epoch):
-                    idx = order[step * batch_size : (step + 1) * batch_size]
+                for step, idx in enumerate(epoch_batches(train.labels, batch_size, per_class, gen)):
                     images = augment_batch(train.images[idx].to(device), aug, gen)
                     labels = train.labels[idx].to(device)
                     out = adapter(images)
@@ -174,8 +201,10 @@ def train_model(
             bar.close()
 
     training["train_seconds"] = round(time.perf_counter() - started, 2)
+    training["train_cpu_seconds"] = round(time.process_time() - cpu_started, 2)
     metrics = evaluate(adapter, test, task, metric, max(batch_size, 128), device)
     training["total_seconds"] = round(time.perf_counter() - started, 2)
+    training["total_cpu_seconds"] = round(time.process_time() - cpu_started, 2)
     adapter.eval()
     return TrainResult(adapter=adapter, metrics=metrics, training=training)
 
@@ -188,12 +217,16 @@ def _load_dataset(root: Path, model_cfg: Mapping[str, Any]) -> tuple[dict[str, A
     if not meta_path.is_file():
         raise FileNotFoundError(f"{root} is not a dataset directory (no meta.json); build it first, e.g. `snakemake {root}`")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    limit = model_cfg.get("train_limit")
-    tr = load_split(root, model_cfg.get("train_split", "train"), limit=limit)
     te = load_split(root, model_cfg.get("test_split", "test"))
+    test = Split(images=te.images, labels=te.labels)
+    if int(model_cfg["epochs"]) > 0:
+        tr = load_split(root, model_cfg.get("train_split", "train"), limit=model_cfg.get("train_limit"))
+        train = Split(images=tr.images, labels=tr.labels)
+    else:  # evaluated as is (a pretrained model): do not hold a training split in memory
+        train = Split(images=te.images[:0], labels=te.labels[:0])
     # `classes` is the dataset's class list (labels index it); `class_names` is per row
-    classes = list(getattr(tr, "classes", None) or meta.get("classes", []))
-    return meta, Split(tr.images, tr.labels), Split(te.images, te.labels), classes
+    classes = list(getattr(te, "classes", None) or meta.get("classes", []))
+    return meta, train, test, classes
 
 
 def train_from_dataset(name: str, data: Path, out: Path, cfg: Mapping[str, Any], progress: bool = True) -> dict[str, Any]:
@@ -245,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     primary = meta["primary_metric"]
     print(
         f"{args.name}: {primary} = {meta['metrics'][primary]:.4f} "
-        f"(gate {meta.get('gate')}), trained in {meta['training']['train_seconds']:.1f} s -> {args.out}"
+        f"(gate {meta.get('gate')}), trained in {meta['training']['train_seconds']:.1f} s "
+        f"({meta['training']['train_cpu_seconds']:.1f} s CPU) -> {args.out}"
     )
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from shared.models import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter, build_adapter
@@ -94,27 +95,41 @@ def test_embedding_without_projection_pools_the_backbone_map() -> None:
     torch.testing.assert_close(out, acts["backbone.features.17"].mean(dim=(2, 3)), rtol=0, atol=1e-6)
 
 
+def paper_scale_config() -> dict:
+    """config/paper-scale.yaml merged over config/default.yaml, as Snakemake's --configfile does."""
+    from snakemake.utils import update_config
+
+    from shared.config import REPO_ROOT, validate_config
+
+    config = yaml.safe_load((REPO_ROOT / "config" / "default.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO_ROOT / "config" / "paper-scale.yaml").read_text()))
+    return validate_config(config, "default + paper-scale")
+
+
 PAPER_SCALE = [
-    ("resnet50", {"arch": "resnet50", "task": "classifier", "num_classes": 1000, "arch_kwargs": {"global_pool": "fast"}},
-     ["layer1", "layer2", "layer3", "layer4"], "layer4", (7, 7), 2048),
-    ("vgg16", {"arch": "vgg16.tv_in1k", "task": "classifier", "num_classes": 1000, "arch_kwargs": {"global_pool": "fast"}},
-     [f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)], "features.29", (14, 14), 512),
-    ("deit", {"arch": "deit_small_patch16_224", "task": "classifier", "num_classes": 1000},
-     [f"blocks.{i}" for i in range(12)], "blocks.11.norm1", (14, 14), 384),
-    ("cub_embed", {"arch": "resnet50", "task": "embedding", "metric": "cosine", "embedding_dim": 512},
-     ["backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4", "embed"], "embed", (7, 7), 512),
+    # model name, layers, target, target grid at 224 px, channels
+    ("resnet", ["layer1", "layer2", "layer3", "layer4"], "layer4", (7, 7), 2048),
+    ("plaincnn", [f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)], "features.29", (14, 14), 512),
+    ("vit", [f"blocks.{i}" for i in range(12)], "blocks.11.norm1", (14, 14), 384),
+    ("embed_cosine", ["backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4", "embed"], "embed", (7, 7), 512),
+    ("embed_euclidean", ["backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4", "embed"], "embed", (7, 7), 512),
 ]
 
 
-@pytest.mark.parametrize(("name", "cfg", "layers", "target", "grid", "channels"), PAPER_SCALE, ids=[p[0] for p in PAPER_SCALE])
-def test_paper_scale_adapters_at_224px(name: str, cfg: dict, layers: list[str], target: str, grid: tuple[int, int], channels: int) -> None:
-    adapter = build_adapter(name, {**cfg, "pretrained": True}, pretrained=False).eval()
+@pytest.mark.parametrize(("name", "layers", "target", "grid", "channels"), PAPER_SCALE, ids=[p[0] for p in PAPER_SCALE])
+def test_paper_scale_adapters_at_224px(name: str, layers: list[str], target: str, grid: tuple[int, int], channels: int) -> None:
+    cfg = paper_scale_config()["models"][name]
+    assert cfg["pretrained"] is True
+    # the weights cannot be fetched here; layer names and grids do not depend on them
+    adapter = build_adapter(name, cfg, pretrained=False).eval()
     assert adapter.layers == layers
     assert adapter.target_layer == target
     with torch.no_grad():
         out, acts, _ = capture(adapter, [target], torch.rand(1, 3, 224, 224))
     assert out.shape == ((1, 1000) if cfg["task"] == "classifier" else (1, cfg["embedding_dim"]))
     assert adapter.to_grid(acts[target]).shape == (1, channels, *grid)
-    if name == "deit":
+    if name == "vit":
         assert adapter.kind == "vit" and adapter.num_prefix_tokens == 1
         assert adapter.grid_size(196) == (14, 14)
+    else:
+        assert adapter.kind == "cnn"

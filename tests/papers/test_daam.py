@@ -19,7 +19,6 @@ from papers.daam.method import (
     DAAM,
     AttentionRollout,
     DAAMSelfSupervised,
-    GradCAMViT,
     MemoryBank,
     display_mapping,
     embedding,
@@ -47,7 +46,7 @@ def tiny_vit(seed: int = 0, class_token: bool = True) -> ModelAdapter:
     return ModelAdapter(
         model, kind="vit", task="classifier", target_layer=f"blocks.{DEPTH - 1}.norm1",
         layers=[f"blocks.{i}" for i in range(DEPTH)], num_prefix_tokens=prefix, name="tiny_vit",
-    )
+    ).eval()
 
 
 def images(n: int = 3, seed: int = 1) -> torch.Tensor:
@@ -195,10 +194,13 @@ def test_embedding_is_the_pre_logits():
     torch.testing.assert_close(embedding(adapter, x), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_gradcam_vit_matches_hand_gradient():
+def test_gradcam_baseline_on_vit_matches_hand_gradient():
+    """The ViT baseline is papers/gradcam's Grad-CAM at the adapter's layer (last block's norm1)."""
+    from papers.gradcam.method import GradCAM
+
     adapter, x = tiny_vit(), images(2)
     labels = torch.tensor([2, 0])
-    maps = GradCAMViT(adapter)(x, ClassTarget(labels))
+    maps = GradCAM(adapter)(x, ClassTarget(labels))
     for i in range(2):
         logits, _, blocks = manual_forward(adapter, x[i])
         # the adapter's ViT layer is the last block's norm1 (its output, as the capture records it)
