@@ -120,7 +120,11 @@ def invert(module: nn.Module, y: torch.Tensor, x_in: torch.Tensor, iterations: i
         _, idx = F.max_pool2d(
             x_in, module.kernel_size, module.stride, module.padding, module.dilation, module.ceil_mode, return_indices=True
         )
-        return F.max_unpool2d(y, idx, module.kernel_size, module.stride, module.padding, output_size=x_in.shape[-2:])
+        # unpool = scatter each pooled value back to its argmax; F.max_unpool2d does the same but is
+        # flagged non-deterministic. With overlapping windows a neuron may be the max of two windows:
+        # it then receives one of the two values, as with max_unpool2d.
+        flat = torch.zeros_like(x_in).flatten(2).scatter(2, idx.flatten(2), y.flatten(2))
+        return flat.view_as(x_in)
     if isinstance(module, nn.BatchNorm2d):
         if module.running_mean is None:
             raise ValueError("NAFlow inverts BatchNorm with running statistics; this BatchNorm2d tracks none")

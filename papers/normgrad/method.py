@@ -68,6 +68,14 @@ def default_layers(adapter: ModelAdapter) -> list[str]:
     return list(adapter.layers)
 
 
+def stage_layer(adapter: ModelAdapter, stage: int) -> str:
+    """The layer of stage ``stage`` (1-based) in ``adapter.layers``: a CNN stage, or a ViT block's input."""
+    layers = default_layers(adapter)
+    if not 1 <= stage <= len(layers):
+        raise ValueError(f"model {adapter.name!r} has {len(layers)} stages ({layers}); stage {stage} does not exist")
+    return layers[stage - 1]
+
+
 class MetaStepMixin:
     """Adds the meta-saliency step (Sec. 5) to a :class:`CAMExplainer` subclass."""
 
@@ -87,8 +95,12 @@ class MetaStepMixin:
 @register_method("normgrad")
 @register_method("normgrad_3x3", kernel_size=3)
 @register_method("normgrad_meta", meta=True)
+@register_method("normgrad_stage1", stage=1)
+@register_method("normgrad_stage2", stage=2)
+@register_method("normgrad_stage3", stage=3)
+@register_method("normgrad_stage4", stage=4)
 class NormGrad(MetaStepMixin, CAMExplainer):
-    """NormGrad at one layer (default: the adapter's target layer)."""
+    """NormGrad at one layer (default: the adapter's target layer; ``stage=k``: the k-th stage)."""
 
     relu = False  # a product of norms is already ≥ 0
 
@@ -99,7 +111,12 @@ class NormGrad(MetaStepMixin, CAMExplainer):
         kernel_size: int = 1,
         meta: bool = False,
         lr: float = DEFAULT_META_LR,
+        stage: int | None = None,
     ) -> None:
+        if stage is not None:
+            if layer is not None:
+                raise ValueError("give either layer= or stage=, not both")
+            layer = stage_layer(adapter, stage)
         super().__init__(adapter, layer)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd positive integer (1 or 3), got {kernel_size}")
@@ -113,10 +130,26 @@ class NormGrad(MetaStepMixin, CAMExplainer):
 
 
 @register_method("gradcam_meta", meta=True)
+@register_method("gradcam_stage1", meta=False, stage=1)
+@register_method("gradcam_stage2", meta=False, stage=2)
+@register_method("gradcam_stage3", meta=False, stage=3)
+@register_method("gradcam_stage4", meta=False, stage=4)
 class MetaGradCAM(MetaStepMixin, GradCAM):
-    """Grad-CAM after the meta step (the paper applies the step to every method, Table 3)."""
+    """Grad-CAM after the meta step (the paper applies the step to every method, Table 3);
+    with ``meta=False`` and ``stage=k``, plain Grad-CAM at the k-th stage (the layer study, Sec. 4)."""
 
-    def __init__(self, adapter: ModelAdapter, layer: str | None = None, meta: bool = True, lr: float = DEFAULT_META_LR) -> None:
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        layer: str | None = None,
+        meta: bool = True,
+        lr: float = DEFAULT_META_LR,
+        stage: int | None = None,
+    ) -> None:
+        if stage is not None:
+            if layer is not None:
+                raise ValueError("give either layer= or stage=, not both")
+            layer = stage_layer(adapter, stage)
         super().__init__(adapter, layer)
         self.meta = bool(meta)
         self.lr = float(lr)

@@ -31,7 +31,8 @@ def frozen(adapter: ModelAdapter) -> Iterator[ModelAdapter]:
     """
     params = list(adapter.model.parameters())
     saved = [p.requires_grad for p in params]
-    was_training = adapter.training
+    # restore each module's own mode: a wrapper left in train() must not switch BatchNorm back
+    modes = [(m, m.training) for m in adapter.modules()]
     adapter.eval()
     try:
         for p in params:
@@ -40,7 +41,8 @@ def frozen(adapter: ModelAdapter) -> Iterator[ModelAdapter]:
     finally:
         for p, r in zip(params, saved):
             p.requires_grad_(r)
-        adapter.train(was_training)
+        for m, mode in modes:
+            m.training = mode
 
 
 @dataclass

@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 
 import torch
 from tqdm import tqdm
 
-from shared.explain import build_explainer
+from shared.explain import get_method
 from shared.pipeline.io import eval_batch, save_maps
 from shared.runtime import setup_from_config
 
@@ -39,8 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(args.config_json)
     device = setup_from_config(cfg)
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
+    spec = get_method(args.method)
+    # methods that need training data (e.g. DAAM's self-supervised k-NN memory bank) say so
+    # with a `dataset` argument; they get the model's dataset directory
+    extra = {"dataset": args.dataset} if "dataset" in inspect.signature(spec.factory).parameters else {}
     try:
-        explainer = build_explainer(args.method, batch.adapter)
+        explainer = spec.build(batch.adapter, **extra)
     except (ValueError, KeyError) as exc:
         print(f"error: cannot explain model {args.model} with {args.method}: {exc}", file=sys.stderr)
         return 2

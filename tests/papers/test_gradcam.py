@@ -51,7 +51,9 @@ class TwoConvNet(nn.Module):
 
 
 def adapter_for(model: nn.Module, layer: str, task: str = "classifier", metric: str | None = None) -> ModelAdapter:
-    return ModelAdapter(model.eval(), "cnn", task, layer, mean=(0, 0, 0), std=(1, 1, 1), metric=metric)
+    # .eval() on the adapter itself: shared.explain.frozen restores the *adapter's* mode on exit
+    adapter = ModelAdapter(model, "cnn", task, layer, mean=(0, 0, 0), std=(1, 1, 1), metric=metric)
+    return adapter.eval()
 
 
 def test_gradcam_matches_closed_form_on_gap_network():
@@ -205,7 +207,8 @@ def test_gradcam_on_vit_tokens_matches_manual_grid():
     # Independent: hook the layer ourselves, drop the class token, lay the 64 tokens on 8×8.
     store = {}
     layer = adapter.model.blocks[-1].norm1
-    handle = layer.register_forward_hook(lambda m, i, o: store.setdefault("t", o))
+    # the parameters are frozen (explain_mode): make the tokens a leaf we can differentiate
+    handle = layer.register_forward_hook(lambda m, i, o: store.setdefault("t", o.detach().requires_grad_(True)))
     try:
         logits = adapter(x)
     finally:

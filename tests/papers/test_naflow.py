@@ -90,7 +90,7 @@ def reference_naflow(adapter: ModelAdapter, image: torch.Tensor, score_fn) -> tu
                 y = y.clone()
             elif isinstance(m, nn.MaxPool2d):
                 _, idx = F.max_pool2d(x_in, 2, return_indices=True)
-                y = torch.zeros_like(x_in).flatten(2).scatter(2, idx.flatten(2), y.flatten(2)).view_as(x_in)
+                y = F.max_unpool2d(y, idx, 2, output_size=x_in.shape[-2:])
             elif isinstance(m, nn.BatchNorm2d):
                 c = lambda v: v.view(1, -1, 1, 1)  # noqa: E731
                 y = (y - c(m.bias)) / c(m.weight) * c((m.running_var + m.eps).sqrt()) + c(m.running_mean)
