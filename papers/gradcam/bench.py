@@ -30,11 +30,16 @@ def _resnet18_adapter(seed: int = 0) -> ModelAdapter:
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image correlation; 1 where both maps are constant (e.g. both all-zero after ReLU),
+    0 where only one is."""
     a = a.flatten(1).double()
     b = b.flatten(1).double()
     a = a - a.mean(1, keepdim=True)
     b = b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30)
+    na, nb = a.norm(dim=1), b.norm(dim=1)
+    flat_a, flat_b = na < 1e-12 * (1 + na.max()), nb < 1e-6
+    corr = (a * b).sum(1) / (na * nb).clamp_min(1e-30)
+    return torch.where(flat_a & flat_b, torch.ones_like(corr), torch.where(flat_a | flat_b, torch.zeros_like(corr), corr))
 
 
 def compare_with_pytorch_grad_cam(method: str, theirs: str, quick: bool = False, threads: int = 2) -> dict[str, Any]:
@@ -80,8 +85,9 @@ def compare_with_pytorch_grad_cam(method: str, theirs: str, quick: bool = False,
                 "ours_over_forward": t_ours / t_forward,
                 "pytorch_grad_cam_over_forward": t_theirs / t_forward,
                 "pytorch_grad_cam_over_ours": t_theirs / t_ours,
-                "map_correlation_mean": float(corr.nanmean()),
-                "map_correlation_min": float(corr.nan_to_num(1.0).min()),
+                "map_correlation_mean": float(corr.mean()),
+                "map_correlation_min": float(corr.min()),
+                "all_zero_maps_ours": int((ours_maps.flatten(1).abs().amax(1) == 0).sum()),
             }
         figures["machine"] = machine_info()
         return figures
