@@ -31,6 +31,7 @@ for _rules in sorted(Path("papers").glob("*/rules.smk")):
 
 
 include: "rules/cross.smk"
+include: "rules/batch.smk"
 
 
 rule all:

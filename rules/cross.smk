@@ -2,7 +2,12 @@
 SHARED_TARGETS.append("reports/models.json")
 SHARED_TARGETS.extend(DATASET_FIGURES)
 
-LEADERBOARD_SCORES = [f"data/scores/{model}/{method}.json" for method in sorted(METHODS) for model in models_for(method)]
+LEADERBOARD_SCORES = [
+    f"data/scores/{model}/{method}.json"
+    for method in sorted(METHODS)
+    if METHODS[method]["leaderboard"]
+    for model in models_for(method)
+]
 
 if LEADERBOARD_SCORES:
     SHARED_TARGETS.append("reports/leaderboard.md")

@@ -26,7 +26,10 @@ def model_kind(model: str) -> str:
 def applies(method: str, model: str) -> bool:
     """Whether ``method`` is defined for ``model`` (its paper.yaml kinds and tasks)."""
     spec = METHODS[method]
-    return model_kind(model) in spec["kinds"] and config["models"][model]["task"] in spec["tasks"]
+    model_cfg = config["models"][model]
+    if spec["archs"] is not None and model_cfg["arch"] not in spec["archs"]:
+        return False
+    return model_kind(model) in spec["kinds"] and model_cfg["task"] in spec["tasks"]
 
 
 def models_for(method: str, task: str | None = None) -> list[str]:

@@ -13,7 +13,7 @@ from shared.paper_meta import load_paper, paper_dirs
 
 
 def method_table(papers_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """method name → {"paper", "class", "kinds", "tasks"}."""
+    """method name → {"paper", "class", "kinds", "tasks", "archs", "leaderboard"}."""
     table: dict[str, dict[str, Any]] = {}
     for d in paper_dirs(papers_dir):
         doc = load_paper(d)
@@ -28,5 +28,7 @@ def method_table(papers_dir: Path | None = None) -> dict[str, dict[str, Any]]:
                 "class": m["class"],
                 "kinds": list(m.get("kinds", ["cnn", "vit"])),
                 "tasks": list(m.get("tasks", ["classifier", "embedding"])),
+                "archs": list(m["archs"]) if m.get("archs") else None,
+                "leaderboard": bool(m.get("leaderboard", True)),
             }
     return table

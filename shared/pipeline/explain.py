@@ -26,7 +26,18 @@ def explain_in_batches(explainer, images: torch.Tensor, target, batch_size: int,
     for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch", disable=None):
         idx = torch.arange(start, min(start + batch_size, n), device=images.device)
         out.append(explainer(images[idx], target.subset(idx)))
-    return torch.cat(out)
+    maps = torch.cat(out)
+    if not bool(torch.isfinite(maps).all()):
+        raise FloatingPointError(f"{desc} produced NaN or infinite maps")
+    return maps
+
+
+def build_for(method: str, adapter, dataset_dir: str):
+    """Build ``method`` on ``adapter``; methods that need training data (DAAM's self-supervised
+    k-NN memory bank) declare a ``dataset`` argument and get the model's dataset directory."""
+    spec = get_method(method)
+    extra = {"dataset": dataset_dir} if "dataset" in inspect.signature(spec.factory).parameters else {}
+    return spec.build(adapter, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,19 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(args.config_json)
     device = setup_from_config(cfg)
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
-    spec = get_method(args.method)
-    # methods that need training data (e.g. DAAM's self-supervised k-NN memory bank) say so
-    # with a `dataset` argument; they get the model's dataset directory
-    extra = {"dataset": args.dataset} if "dataset" in inspect.signature(spec.factory).parameters else {}
     try:
-        explainer = spec.build(batch.adapter, **extra)
+        explainer = build_for(args.method, batch.adapter, args.dataset)
     except (ValueError, KeyError) as exc:
         print(f"error: cannot explain model {args.model} with {args.method}: {exc}", file=sys.stderr)
         return 2
     maps = explain_in_batches(explainer, batch.images, batch.target, cfg["eval"]["batch_size"], desc=f"{args.method}")
-    if not bool(torch.isfinite(maps).all()):
-        print(f"error: {args.method} produced non-finite maps for {args.model}", file=sys.stderr)
-        return 3
     save_maps(
         args.out,
         maps,

@@ -1,0 +1,106 @@
+"""Helpers the figure scripts of the CAM-family papers share (gradcam, gradcampp, eigencam, normgrad).
+
+Batched explanation of an evaluation set in chunks, map panels, result records with the
+pipeline's provenance, and a markdown table of records (``shared.pipeline.table``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import torch  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+
+from shared.explain import ClassTarget, build_explainer  # noqa: E402
+from shared.models import ModelAdapter  # noqa: E402
+from shared.results import ResultRecord, provenance, record_from_values  # noqa: E402
+
+Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""explain(images (B, 3, H, W), classes (B,)) -> maps (B, H, W)"""
+
+
+def in_chunks(fn: Explain, images: torch.Tensor, classes: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``fn`` over ``images`` in batches of ``batch_size`` (memory bound only), concatenated."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    parts = [fn(images[i : i + batch_size], classes[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
+    return torch.cat([p.detach().float() for p in parts])
+
+
+def class_explainer(method: str, adapter: ModelAdapter, **overrides: Any) -> Explain:
+    """``explain(images, classes)`` for a registered method, explaining ``ClassTarget(classes)``."""
+    explainer = build_explainer(method, adapter, **overrides)
+    return lambda images, classes: explainer(images, ClassTarget(classes.to(images.device)))
+
+
+def applies(method: str, adapter: ModelAdapter) -> bool:
+    """Whether ``method`` is defined for the adapter's kind and task (its paper.yaml)."""
+    from shared.registry_meta import method_table
+
+    spec = method_table()[method]
+    return adapter.kind in spec["kinds"] and adapter.task in spec["tasks"]
+
+
+def show(ax: Axes, image: torch.Tensor | None, heat: torch.Tensor | None = None, title: str | None = None, alpha: float = 0.5) -> None:
+    """An image (3, H, W) in [0, 1] with an optional [0, 1] heat map on top; no ticks."""
+    if image is not None:
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
+    if heat is not None:
+        ax.imshow(heat.cpu().numpy(), cmap="jet", alpha=alpha if image is not None else 1.0, vmin=0, vmax=1, interpolation="nearest")
+    if title:
+        ax.set_title(title, fontsize=6)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def blank(ax: Axes, text: str) -> None:
+    """An empty panel with a short note (a method not defined for a model)."""
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=6, color="0.4", transform=ax.transAxes)
+
+
+class Recorder:
+    """Collects result records with the provenance and bootstrap settings of a step's config."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.prov = provenance(cfg, seed=cfg.get("seed"), device=cfg.get("device"))
+        if cfg.get("config_sha256"):
+            self.prov["config_sha256"] = cfg["config_sha256"]  # the whole config's hash (results_cfg)
+        self.n_resamples = int(cfg["eval"]["bootstrap"])
+        self.ci = float(cfg["eval"]["ci"])
+        self.seed = int(cfg.get("seed", 0))
+        self.records: list[ResultRecord] = []
+
+    def add(self, values: torch.Tensor, *, metric: str, method: str, model: str, dataset: str) -> ResultRecord:
+        record = record_from_values(
+            values.double().cpu(),
+            metric=metric,
+            method=method,
+            model=model,
+            dataset=dataset,
+            provenance=self.prov,
+            n_resamples=self.n_resamples,
+            ci=self.ci,
+            seed=self.seed,
+        )
+        self.records.append(record)
+        return record
+
+
+def write_records_and_table(
+    records: Sequence[ResultRecord], records_path: str | Path, table_path: str | Path, metrics: list[str], methods: list[str], title: str
+) -> None:
+    """The records as JSON (``shared.results`` format) and a markdown + CSV table of them."""
+    from shared.pipeline.io import write_text
+    from shared.pipeline.table import render
+    from shared.results import write_records
+
+    write_records(list(records), records_path)
+    md, table_csv = render(list(records), metrics, methods, None, title)
+    write_text(table_path, md)
+    write_text(Path(table_path).with_suffix(".csv"), table_csv)
