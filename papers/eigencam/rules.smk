@@ -9,6 +9,8 @@ PAPER_TARGETS["eigencam"] = [
     "reports/eigencam/localisation.md",
     "reports/eigencam/adversarial.md",
     "reports/eigencam/claims.md",
+    "reports/eigencam/adversarial.json",
+    "reports/eigencam/adversarial.png",
 ]
 
 
@@ -41,18 +43,22 @@ rule eigencam_adversarial:
         models=expand("data/models/{model}.safetensors", model=[m for m in EIGENCAM_MODELS if m != "vit"]),
         data="data/datasets/shapes",
     output:
-        "reports/eigencam/adversarial.md",
+        table="reports/eigencam/adversarial.md",
+        records="reports/eigencam/adversarial.json",
+        figure="reports/eigencam/adversarial.png",
     params:
-        cfg=lambda wc: step_cfg(),
+        cfg=lambda wc: results_cfg(),
         methods="eigencam,gradcam,gradcampp",
     shell:
         "python -m papers.eigencam.figures adversarial --models {input.models} --dataset {input.data} "
-        "--methods {params.methods} --out {output} --config-json {params.cfg}"
+        "--methods {params.methods} --out {output.table} --records {output.records} --figure {output.figure} "
+        "--config-json {params.cfg}"
 
 
 rule eigencam_claims:
     input:
         "reports/eigencam/results.json",
+        "reports/eigencam/adversarial.json",
     output:
         "reports/eigencam/claims.md",
     shell:

@@ -64,6 +64,13 @@ def blank(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=6, color="0.4", transform=ax.transAxes)
 
 
+def undefined_as_zero(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rank correlation per image with NaN (a constant map: no ranking, e.g. an all-zero ReLU
+    map) replaced by 0, "no association"; also returns the 0/1 indicator of those images."""
+    undefined = ~torch.isfinite(values)
+    return torch.where(undefined, torch.zeros_like(values), values), undefined.double()
+
+
 class Recorder:
     """Collects result records with the provenance and bootstrap settings of a step's config."""
 

@@ -20,6 +20,8 @@ PAPER_TARGETS["gradcam"] = [
     "reports/gradcam/class_discriminative.png",
     "reports/gradcam/class_discriminativeness.md",
     "reports/gradcam/sanity.png",
+    "reports/gradcam/pairs.json",
+    "reports/gradcam/sanity.json",
 ]
 
 
@@ -52,6 +54,8 @@ rule gradcam_table:
 rule gradcam_claims:
     input:
         "reports/gradcam/results.json",
+        "reports/gradcam/pairs.json",
+        "reports/gradcam/sanity.json",
     output:
         "reports/gradcam/claims.md",
     shell:
@@ -78,11 +82,13 @@ rule gradcam_class_discriminative:
     output:
         figure="reports/gradcam/class_discriminative.png",
         table="reports/gradcam/class_discriminativeness.md",
+        records="reports/gradcam/pairs.json",
     params:
-        cfg=lambda wc: step_cfg(),
+        cfg=lambda wc: results_cfg(),
+        methods="gradcam,guided_gradcam,gradcampp,eigencam,normgrad",
     shell:
-        "python -m papers.gradcam.figures pairs --models {input.models} --dataset {input.data} "
-        "--out {output.figure} --table {output.table} --config-json {params.cfg}"
+        "python -m papers.gradcam.figures pairs --models {input.models} --dataset {input.data} --methods {params.methods} "
+        "--out {output.figure} --table {output.table} --records {output.records} --config-json {params.cfg}"
 
 
 rule gradcam_sanity:
@@ -90,12 +96,13 @@ rule gradcam_sanity:
         model="data/models/resnet.safetensors",
         data="data/datasets/shapes",
     output:
-        "reports/gradcam/sanity.png",
+        figure="reports/gradcam/sanity.png",
+        records="reports/gradcam/sanity.json",
     params:
-        cfg=lambda wc: step_cfg(),
+        cfg=lambda wc: results_cfg(),
     shell:
         "python -m papers.gradcam.figures sanity --models {input.model} --dataset {input.data} "
-        "--out {output} --config-json {params.cfg}"
+        "--out {output.figure} --records {output.records} --config-json {params.cfg}"
 
 
 rule gradcam:

@@ -11,6 +11,7 @@ PAPER_TARGETS["normgrad"] = [
     "reports/normgrad/class_sensitivity.md",
     "reports/normgrad/claims.md",
     "reports/normgrad/layers.png",
+    "reports/normgrad/class_sensitivity.json",
 ]
 
 
@@ -44,18 +45,20 @@ rule normgrad_class_sensitivity:
         models=expand("data/models/{model}.safetensors", model=NORMGRAD_MODELS),
         data="data/datasets/shapes",
     output:
-        "reports/normgrad/class_sensitivity.md",
+        table="reports/normgrad/class_sensitivity.md",
+        records="reports/normgrad/class_sensitivity.json",
     params:
-        cfg=lambda wc: step_cfg(),
+        cfg=lambda wc: results_cfg(),
         methods="normgrad,normgrad_meta,gradcam,gradcam_meta",
     shell:
         "python -m papers.normgrad.figures class_sensitivity --models {input.models} --dataset {input.data} "
-        "--methods {params.methods} --out {output} --config-json {params.cfg}"
+        "--methods {params.methods} --out {output.table} --records {output.records} --config-json {params.cfg}"
 
 
 rule normgrad_claims:
     input:
         "reports/normgrad/results.json",
+        "reports/normgrad/class_sensitivity.json",
     output:
         "reports/normgrad/claims.md",
     shell:

@@ -17,6 +17,7 @@ import torch
 from timm.layers import SelectAdaptivePool2d
 from timm.models import register_model
 from timm.models.resnet import BasicBlock, ResNet
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -32,23 +33,26 @@ def _model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 @register_model
 def resnet_small(pretrained: bool = False, **kwargs: Any) -> ResNet:
-    """A four-stage ResNet with one BasicBlock per stage and narrow channels.
+    """A four-stage ResNet with one BasicBlock per stage and narrow channels (16, 32, 64, 64).
 
-    The stem reduces by 4 and ``output_stride=8`` dilates the last two stages instead of
-    striding them, so the last stage is 8×8 at 64 px (a plain ResNet would give 2×2).
+    The stem's max pool is removed (stem stride 2, so the first stage sees 32×32: small
+    shapes need the resolution) and ``output_stride=16`` dilates the last stage instead of
+    striding it, so the last stage is 8×8 at 64 px (a plain ResNet would give 2×2).
     """
     if pretrained:
         raise ValueError("resnet_small has no pretrained weights; train it with shared.models.train")
     args: dict[str, Any] = dict(
         block=BasicBlock,
         layers=(1, 1, 1, 1),
-        channels=(16, 32, 64, 128),
+        channels=(16, 32, 64, 64),
         stem_width=16,
-        output_stride=8,
+        output_stride=16,  # counted with timm's stride-4 stem; without the pool the net stride is 8
         global_pool="fast",
     )
     args.update(_model_kwargs(kwargs))
-    return ResNet(**args)
+    model = ResNet(**args)
+    model.maxpool = nn.Identity()
+    return model
 
 
 class VGGSmall(nn.Module):
@@ -134,9 +138,35 @@ def vgg_small(pretrained: bool = False, **kwargs: Any) -> VGGSmall:
     return VGGSmall(**_model_kwargs(kwargs))
 
 
+class ConvStemPatchEmbed(PatchEmbed):
+    """timm's patch embedding with a small convolutional stem instead of one strided conv.
+
+    log2(patch_size) 3×3 stride-2 conv–BN–ReLU layers, then a 1×1 conv to the token width:
+    the same patch grid and tokens, but a ViT trained from scratch on a few thousand images
+    learns far faster ("Early convolutions help transformers see better", Xiao et al., 2021).
+    """
+
+    def __init__(self, *args: Any, stem_width: int = 32, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        patch = self.patch_size[0]
+        if self.patch_size[0] != self.patch_size[1] or patch & (patch - 1):
+            raise ValueError(f"the conv stem needs a square power-of-two patch size, got {self.patch_size}")
+        layers: list[nn.Module] = []
+        channels, width = int(kwargs.get("in_chans", 3)), stem_width
+        for _ in range(patch.bit_length() - 1):
+            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            channels, width = width, width * 2
+        layers.append(nn.Conv2d(channels, self.proj.out_channels, kernel_size=1))
+        self.proj = nn.Sequential(*layers)
+
+
 @register_model
 def vit_small_shapes(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """A small ViT for 64 px images: 8 px patches (an 8×8 grid), 4 blocks, width 128, class token."""
+    """A small ViT for 64 px images: 8 px patches (an 8×8 grid), 4 blocks, width 128, class token.
+
+    The patches are embedded by a three-layer conv stem (:class:`ConvStemPatchEmbed`); pass
+    ``embed_layer=timm.layers.PatchEmbed`` for the original single-conv patchify.
+    """
     if pretrained:
         raise ValueError("vit_small_shapes has no pretrained weights; train it with shared.models.train")
     args: dict[str, Any] = dict(
@@ -148,6 +178,7 @@ def vit_small_shapes(pretrained: bool = False, **kwargs: Any) -> VisionTransform
         mlp_ratio=2.0,
         class_token=True,
         global_pool="token",
+        embed_layer=ConvStemPatchEmbed,
     )
     args.update(_model_kwargs(kwargs))
     return VisionTransformer(**args)

@@ -77,6 +77,16 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def architecture_signature(model: nn.Module) -> str:
+    """A fingerprint of the network's structure (layer types and settings, not weights).
+
+    Recorded in the sidecar and checked on loading: if a registered factory changes (a
+    removed pool, another stride), old weights may still fit every tensor shape while the
+    network computes something else; the signature catches that.
+    """
+    return hashlib.sha256(repr(model).encode()).hexdigest()[:16]
+
+
 def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, sidecar: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``model``'s weights to ``path`` (safetensors) and ``sidecar`` next to it.
 
@@ -88,6 +98,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, sidecar: Map
     _atomic_write(path, lambda tmp: save_file(tensors, tmp))
     meta = dict(sidecar)
     meta["format"] = SIDECAR_FORMAT
+    meta["architecture_signature"] = architecture_signature(model)
     meta["weights"] = {"file": path.name, "sha256": sha256_file(path), "n_tensors": len(tensors)}
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
 
@@ -156,6 +167,13 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "
         raise CheckpointError(
             f"checkpoint weights {weights} do not fit the architecture in its sidecar "
             f"({meta['model'].get('arch')}): {detail}; {_remedy(weights)}"
+        )
+    signature = meta.get("architecture_signature")
+    if signature is not None and signature != architecture_signature(model):
+        raise CheckpointError(
+            f"checkpoint {weights} was trained with another version of architecture "
+            f"{meta['model'].get('arch')!r} (its structure changed since: signature {signature} vs "
+            f"{architecture_signature(model)} now); {_remedy(weights)}"
         )
     model.load_state_dict(state, strict=True)
     spec = meta["adapter"]

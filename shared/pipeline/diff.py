@@ -52,15 +52,25 @@ def compare(
             "kendall_tau_b": kendall_tau_b(maps[i], maps[j]),
             "top10_overlap": top_k_overlap(maps[i], maps[j], 0.1),
         }
-        pairs.append(
-            {"a": a, "b": b, "tests": tests, "agreement": {k: bootstrap_ci(v.double().cpu(), n_resamples, ci, seed).__dict__ for k, v in agreement.items()}}
-        )
+        summary = {}
+        for k, v in agreement.items():
+            v = v.double().cpu()
+            # a constant map (e.g. all zero after a ReLU) has no ranking: its correlation is
+            # undefined (NaN); such images are left out of that agreement and counted
+            finite = torch.isfinite(v)
+            entry = bootstrap_ci(v[finite], n_resamples, ci, seed).__dict__ if bool(finite.any()) else {"value": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+            entry["undefined"] = int((~finite).sum())
+            summary[k] = entry
+        pairs.append({"a": a, "b": b, "tests": tests, "agreement": summary})
     return {"methods": methods, "metrics": available, "means": means, "pairs": pairs, "n": len(ids[0])}
 
 
 def render(model: str, result: dict[str, Any]) -> str:
     methods, metrics = result["methods"], result["metrics"]
-    f = lambda c: f"{c['value']:.3f} [{c['low']:.3f}, {c['high']:.3f}]"  # noqa: E731
+    def f(c: dict[str, Any]) -> str:
+        text = "—" if c.get("n", 1) == 0 else f"{c['value']:.3f} [{c['low']:.3f}, {c['high']:.3f}]"
+        return text + (f" ({c['undefined']} constant maps left out)" if c.get("undefined") else "")
+
     lines = [f"# {' vs '.join(methods)} on `{model}`", "", f"n = {result['n']} images; mean with 95 % bootstrap CI.", ""]
     lines += ["| method | " + " | ".join(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}" for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
     lines += [f"| {me} | " + " | ".join(f(result["means"][me][m]) for m in metrics) + " |" for me in methods]

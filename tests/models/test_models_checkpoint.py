@@ -83,6 +83,17 @@ def test_sidecar_weights_mismatch_is_refused(tiny_classifier_checkpoint: Path) -
         load_checkpoint(tiny_classifier_checkpoint)
 
 
+def test_changed_architecture_is_refused(tiny_classifier_checkpoint: Path) -> None:
+    # same tensor shapes, different computation (e.g. a factory lost a pool): the signature says so
+    side = tiny_classifier_checkpoint.with_suffix(".json")
+    meta = json.loads(side.read_text())
+    assert len(meta["architecture_signature"]) == 16
+    meta["architecture_signature"] = "0" * 16
+    side.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="another version of architecture"):
+        load_checkpoint(tiny_classifier_checkpoint)
+
+
 def test_invalid_sidecar_json(tiny_classifier_checkpoint: Path) -> None:
     tiny_classifier_checkpoint.with_suffix(".json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):

@@ -124,3 +124,23 @@ def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
     assert f(10) == pytest.approx(1.0)
     assert f(55) == pytest.approx(0.5)
     assert f(100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_per_class_batches_hold_m_images_of_each_class() -> None:
+    from shared.models.train import epoch_batches
+
+    labels = torch.arange(10).repeat_interleave(13)  # 10 classes, 13 images each
+    batches = epoch_batches(labels, batch_size=12, per_class=4, generator=torch.Generator().manual_seed(0))
+    # 3 full groups of 4 per class -> 30 groups -> 10 batches of 3 groups
+    assert len(batches) == 10
+    seen = torch.cat(batches)
+    assert len(set(seen.tolist())) == len(seen)  # no image twice in an epoch
+    for batch in batches:
+        # whole groups of 4 (two groups of one class may meet in a batch): every class in a
+        # batch has positives
+        counts = torch.bincount(labels[batch], minlength=10)
+        assert len(batch) == 12 and all(c % 4 == 0 for c in counts.tolist())
+    again = epoch_batches(labels, 12, 4, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    with pytest.raises(ValueError, match="multiple of samples_per_class"):
+        epoch_batches(labels, 10, 4, torch.Generator())

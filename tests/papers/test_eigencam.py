@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import shared.models  # noqa: F401
@@ -98,3 +99,54 @@ def test_wrong_layer_is_a_clear_error():
     adapter = ModelAdapter(Identity3(), "cnn", "classifier", "features").eval()
     with pytest.raises(KeyError, match="nearest layer names"):
         EigenCAM(adapter, layer="featurs")
+
+
+# ---------------------------------------------------------------- FGSM (papers/eigencam/figures.py)
+
+from papers.eigencam.figures import fgsm, fgsm_direction  # noqa: E402
+
+
+class LinearClassifier(nn.Module):
+    """logits = W vec(x) + b: the cross-entropy gradient is Wᵀ(softmax(logits) − onehot(y)) in closed form."""
+
+    def __init__(self, n_in: int, classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(n_in, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+def test_fgsm_is_epsilon_times_sign_of_closed_form_gradient():
+    torch.manual_seed(0)
+    model = LinearClassifier(3 * 4 * 4, 5)
+    adapter = ModelAdapter(model, "cnn", "classifier", "fc", mean=(0, 0, 0), std=(1, 1, 1)).eval()
+    images = 0.25 + 0.5 * torch.rand(3, 3, 4, 4)  # in [0.25, 0.75]: no clipping at ε ≤ 8/255
+    labels = torch.tensor([0, 3, 1])
+    with torch.no_grad():
+        p = model(images).softmax(1)
+        grad = ((p - F.one_hot(labels, 5).float()) @ model.fc.weight).view_as(images)  # Wᵀ(p − y)
+    direction = fgsm_direction(adapter, images, labels)
+    assert torch.equal(direction, grad.sign())
+    eps = [0.0, 1 / 255, 8 / 255]
+    noisy = fgsm(images, direction, eps)
+    assert noisy.shape == (3, 3, 3, 4, 4)
+    for k, e in enumerate(eps):
+        torch.testing.assert_close(noisy[k] - images, e * grad.sign(), atol=1e-7, rtol=0)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_fgsm_clips_to_the_image_range_and_rejects_negative_strength():
+    images = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3).expand(1, 3, 1, 3)
+    direction = torch.tensor([-1.0, 1.0, 1.0]).view(1, 1, 1, 3).expand(1, 3, 1, 3)
+    out = fgsm(images, direction, [0.1])[0, 0, 0, 0]
+    assert out.tolist() == pytest.approx([0.0, 0.6, 1.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        fgsm(images, direction, [-0.1])
+
+
+def test_fgsm_direction_needs_one_label_per_image():
+    model = LinearClassifier(3 * 4 * 4, 5)
+    adapter = ModelAdapter(model, "cnn", "classifier", "fc", mean=(0, 0, 0), std=(1, 1, 1)).eval()
+    with pytest.raises(ValueError, match="labels"):
+        fgsm_direction(adapter, torch.rand(2, 3, 4, 4), torch.tensor([0, 1, 2]))

@@ -241,3 +241,54 @@ def test_gradcam_needs_a_target_and_one_per_image():
         GradCAM(adapter)(x, None)
     with pytest.raises(ValueError, match="one target per image"):
         GradCAM(adapter)(x, ClassTarget([0]))
+
+
+# ---------------------------------------------------------------- figure computations (papers/gradcam/figures.py)
+
+from papers.gradcam.figures import object_mass_shares, pair_partners, randomisation_layers  # noqa: E402
+from papers.gradcam.plotting import undefined_as_zero  # noqa: E402
+
+
+def test_object_mass_shares_hand_computed():
+    # 2×3 map: positive mass 1 + 2 + 3 + 4 = 10 (the -5 is clipped); own object = {1, 2}, other = {4}
+    maps = torch.tensor([[[1.0, 2.0, -5.0], [3.0, 4.0, 0.0]]])
+    own = torch.tensor([[[True, True, False], [False, False, False]]])
+    other = torch.tensor([[[False, False, False], [False, True, False]]])
+    on, off = object_mass_shares(maps, own, other)
+    assert on.tolist() == pytest.approx([3 / 10])
+    assert off.tolist() == pytest.approx([4 / 10])
+    # an all-negative map has no positive mass: 0, 0 (not NaN)
+    on0, off0 = object_mass_shares(-maps.abs() - 1, own, other)
+    assert on0.tolist() == [0.0] and off0.tolist() == [0.0]
+    with pytest.raises(ValueError, match="same shape"):
+        object_mass_shares(maps, own[:, :1], other)
+
+
+def test_object_mass_shares_batched_equals_per_image():
+    g = torch.Generator().manual_seed(0)
+    maps = torch.randn(5, 6, 7, generator=g)
+    own = torch.rand(5, 6, 7, generator=g) > 0.6
+    other = ~own & (torch.rand(5, 6, 7, generator=g) > 0.5)
+    on, off = object_mass_shares(maps, own, other)
+    for i in range(5):
+        a, b = object_mass_shares(maps[i : i + 1], own[i : i + 1], other[i : i + 1])
+        pos = maps[i].clamp_min(0)
+        assert float(a) == pytest.approx(float(pos[own[i]].sum() / pos.sum()))
+        assert float(on[i]) == pytest.approx(float(a)) and float(off[i]) == pytest.approx(float(b))
+
+
+def test_pair_partners_and_bad_pairs():
+    assert pair_partners(["a", "a", "b", "b"]).tolist() == [1, 0, 3, 2]
+    assert pair_partners(["a", "b", "a", "b"]).tolist() == [2, 3, 0, 1]
+    with pytest.raises(ValueError, match="exactly two objects"):
+        pair_partners(["a", "a", "b"])
+
+
+def test_randomisation_layers_from_the_output_down():
+    adapter = adapter_for(TwoConvNet(), "relu2")
+    assert randomisation_layers(adapter) == ["model.fc", "model.conv2", "model.conv1"]  # ReLUs have no parameters
+
+
+def test_undefined_correlation_counts_as_zero():
+    values, flags = undefined_as_zero(torch.tensor([0.5, float("nan"), -0.2], dtype=torch.float64))
+    assert values.tolist() == [0.5, 0.0, -0.2] and flags.tolist() == [0.0, 1.0, 0.0]

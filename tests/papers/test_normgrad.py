@@ -180,3 +180,39 @@ def test_vit_combined_defaults_to_block_inputs():
     adapter = build("vit", {"arch": "vit_small_shapes"}, [str(i) for i in range(8)]).explain_mode()
     explainer = NormGradCombined(adapter)
     assert explainer.layers == [f"blocks.{i}.norm1" for i in range(4)]
+
+
+# ---------------------------------------------------------------- class-sensitivity records (papers/normgrad/figures.py)
+
+
+def _scipy_spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """SciPy's Spearman correlation (average ranks for ties: ReLU zeros tie)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a.flatten().double().numpy(), b.flatten().double().numpy()).statistic)
+
+
+def test_class_sensitivity_records_resolve_the_claim_keys():
+    from types import SimpleNamespace
+
+    from papers.gradcam.plotting import Recorder
+    from papers.normgrad.figures import class_sensitivity_records
+    from shared.pipeline.results import result_key
+
+    torch.manual_seed(0)
+    adapter = adapter_for(TwoConvNet(classes=4), layer="act")
+    images = torch.rand(3, 3, 8, 8)
+    batch = SimpleNamespace(adapter=adapter, images=images, dataset="shapes")
+    rec = Recorder({"seed": 0, "device": "cpu", "eval": {"bootstrap": 20, "ci": 0.95}})
+    class_sensitivity_records(batch, ["normgrad", "normgrad_meta"], batch_size=2, rec=rec)
+    by = {result_key(r): r for r in rec.records}
+    assert {"shapes/model/normgrad/class_sensitivity", "shapes/model/normgrad_meta/class_sensitivity"} <= set(by)
+    # independent: maps of the top and bottom class, Spearman by SciPy, mean over images
+    with torch.no_grad():
+        logits = adapter(images)
+    explainer = NormGrad(adapter)
+    top = explainer(images, ClassTarget(logits.argmax(1)))
+    bottom = explainer(images, ClassTarget(logits.argmin(1)))
+    expected = sum(_scipy_spearman(top[i], bottom[i]) for i in range(3)) / 3
+    assert by["shapes/model/normgrad/class_sensitivity"].value == pytest.approx(expected, abs=1e-6)
+    assert by["shapes/model/normgrad/class_sensitivity"].n == 3

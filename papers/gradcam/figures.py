@@ -1,0 +1,317 @@
+"""Figures of the Grad-CAM paper, with every method of the four CAM-family papers beside it.
+
+    python -m papers.gradcam.figures qualitative --models data/models/resnet.safetensors ... \
+        --dataset data/datasets/shapes --out reports/gradcam/qualitative.png --config-json '{...}'
+    python -m papers.gradcam.figures pairs --models ... --dataset data/datasets/shapes_pair \
+        --out reports/gradcam/class_discriminative.png --table reports/gradcam/class_discriminativeness.md \
+        --records reports/gradcam/pairs.json --config-json '{...}'
+    python -m papers.gradcam.figures sanity --models data/models/resnet.safetensors --dataset data/datasets/shapes \
+        --out reports/gradcam/sanity.png --records reports/gradcam/sanity.json --config-json '{...}'
+
+Images are the pipeline's evaluation subset (first ``eval.n_images`` test images; for pairs,
+the first ``eval.n_images`` pair images whose two classes the classifier knows). Maps are
+min–max normalised per image for display only (``shared.explain.normalize_maps``); the numbers
+use the raw maps. Records: ``pairs.json`` (``mass_on_object``, ``mass_on_other``,
+``mass_object_minus_other`` on ``shapes_pair``) and ``sanity.json``
+(``randomised_spearman_<block>``, ``randomised_ssim_<block>``, ``randomised_constant_map_<block>``:
+a map made constant by randomisation has an undefined rank correlation, counted as 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from papers.gradcam.plotting import Recorder, applies, blank, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
+from shared.data import load_split, read_meta  # noqa: E402
+from shared.explain import normalize_maps  # noqa: E402
+from shared.figures import save_figure  # noqa: E402
+from shared.metrics import bootstrap_ci, cascading_randomisation  # noqa: E402
+from shared.models import ModelAdapter  # noqa: E402
+
+QUALITATIVE_METHODS = [
+    "gradcam",
+    "guided_gradcam",
+    "gradcampp",
+    "eigencam",
+    "eigencam_centered",
+    "normgrad",
+    "normgrad_3x3",
+    "normgrad_combined",
+    "normgrad_meta",
+]
+"""Every method of the four papers, in the order of the papers (stage variants: papers/normgrad)."""
+
+PAIR_METHODS = ["gradcam", "guided_gradcam", "gradcampp", "eigencam", "normgrad"]
+SANITY_METHODS = ["gradcam", "guided_gradcam", "gradcampp", "eigencam", "normgrad"]
+PAIR_METRICS = ["mass_on_object", "mass_on_other", "mass_object_minus_other"]
+
+
+# ---------------------------------------------------------------- qualitative grid (Fig. 1)
+
+
+def qualitative_figure(batches: list, methods: list[str], batch_size: int, n_show: int = 3) -> plt.Figure:
+    """Rows: (model, image); columns: the image, then each method's normalised map."""
+    rows = [(b, i) for b in batches for i in range(min(n_show, b.images.shape[0]))]
+    fig, axes = plt.subplots(len(rows), len(methods) + 1, figsize=(1.0 * (len(methods) + 1), 1.05 * len(rows)), squeeze=False)
+    maps: dict[tuple[str, str], torch.Tensor] = {}
+    for b in batches:
+        labels = b.split.labels.to(b.images.device)
+        for m in methods:
+            if applies(m, b.adapter):
+                k = min(n_show, b.images.shape[0])
+                maps[b.adapter.name, m] = normalize_maps(in_chunks(class_explainer(m, b.adapter), b.images[:k], labels[:k], batch_size))
+    for r, (b, i) in enumerate(rows):
+        name = b.adapter.name
+        show(axes[r, 0], b.images[i], title=f"{name}: {b.split.class_names[i]}")
+        for c, m in enumerate(methods, start=1):
+            title = m if r == 0 else None
+            if (name, m) in maps:
+                show(axes[r, c], b.images[i], maps[name, m][i], title=title)
+            else:
+                blank(axes[r, c], f"{m}\nnot defined\nfor {b.adapter.kind}")
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------- class discriminativeness (Fig. 1 c, i)
+
+
+def pair_partners(image_ids: list[str]) -> torch.Tensor:
+    """For each row of a two-object split, the index of the other row of the same image."""
+    codes = {k: i for i, k in enumerate(dict.fromkeys(image_ids))}
+    ids = torch.tensor([codes[k] for k in image_ids])
+    same = (ids[:, None] == ids[None, :]) & ~torch.eye(ids.numel(), dtype=torch.bool)
+    counts = same.sum(1)
+    if bool((counts != 1).any()):
+        bad = sorted({image_ids[i] for i in torch.nonzero(counts != 1).flatten().tolist()})[:5]
+        raise ValueError(f"every image of a pair split must have exactly two objects; these do not: {bad}")
+    return same.float().argmax(1)
+
+
+def object_mass_shares(maps: torch.Tensor, own: torch.Tensor, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Share of each map's positive mass on the explained object and on the other object.
+
+    ``maps`` (B, H, W) raw; ``own``/``other`` (B, H, W) bool object masks. Negative values are
+    clipped (a map's evidence is its positive part); a map with no positive mass scores 0, 0.
+    Returns two (B,) float64 tensors in [0, 1]; their sum is ≤ 1 (the rest is background).
+    """
+    if maps.shape != own.shape or maps.shape != other.shape:
+        raise ValueError(f"maps {tuple(maps.shape)} and masks {tuple(own.shape)}, {tuple(other.shape)} must have the same shape")
+    pos = maps.clamp_min(0).double().flatten(1)
+    total = pos.sum(1)
+    safe = total.clamp_min(1e-300)
+    on = torch.where(total > 0, (pos * own.flatten(1)).sum(1) / safe, torch.zeros_like(total))
+    off = torch.where(total > 0, (pos * other.flatten(1)).sum(1) / safe, torch.zeros_like(total))
+    return on, off
+
+
+def load_pairs(adapter: ModelAdapter, dataset_dir: str, n_images: int, device: torch.device):
+    """The first ``n_images`` pair images whose two classes the classifier knows, labels in its indexing."""
+    split = load_split(dataset_dir, "test", limit=n_images)
+    known = adapter.classes or split.classes
+    index = {name: i for i, name in enumerate(known)}
+    partner = pair_partners(split.image_ids)
+    ok = torch.tensor([n in index for n in split.class_names])
+    keep = ok & ok[partner]
+    if not bool(keep.any()):
+        raise ValueError(
+            f"no pair image of {dataset_dir} has both classes among the classifier's {known}; "
+            f"generate shapes_pair with the classifier's classes (datasets.shapes_pair.n_classes)"
+        )
+    rows = torch.nonzero(keep).flatten()
+    labels = torch.tensor([index[split.class_names[i]] for i in rows.tolist()])
+    remap = torch.full((len(split.image_ids),), -1, dtype=torch.long)
+    remap[rows] = torch.arange(rows.numel())
+    return {
+        "images": split.images[rows].to(device),
+        "labels": labels.to(device),
+        "masks": split.masks[rows],
+        "other_masks": split.masks[partner[rows]],
+        "partner": remap[partner[rows]],
+        "class_names": [split.class_names[i] for i in rows.tolist()],
+    }
+
+
+def pairs_figure(adapter: ModelAdapter, pairs: dict, maps: dict[str, torch.Tensor], shares: dict, methods: list[str], n_show: int = 3) -> plt.Figure:
+    """Rows: pair images; columns: the image, then per method its map for each object's class."""
+    first_rows = [i for i in range(pairs["labels"].numel()) if int(pairs["partner"][i]) > i][:n_show]
+    fig, axes = plt.subplots(len(first_rows), 1 + 2 * len(methods), figsize=(0.95 * (1 + 2 * len(methods)), 1.1 * len(first_rows)), squeeze=False)
+    for r, i in enumerate(first_rows):
+        j = int(pairs["partner"][i])
+        show(axes[r, 0], pairs["images"][i], title=f"{adapter.name}\n{pairs['class_names'][i]} + {pairs['class_names'][j]}")
+        for c, m in enumerate(methods):
+            for s, row in enumerate((i, j)):
+                on, off = shares[m][0][row], shares[m][1][row]
+                title = f"{m}\n{pairs['class_names'][row]}: {on:.2f}/{off:.2f}"
+                show(axes[r, 1 + 2 * c + s], pairs["images"][row], normalize_maps(maps[m][row : row + 1])[0], title=title)
+    fig.suptitle("title: explained class: map mass on that object / on the other object", fontsize=7)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def run_pairs(args, cfg, device) -> None:
+    from shared.models import load_checkpoint
+
+    rec = Recorder(cfg)
+    dataset = read_meta(args.dataset)["name"]
+    figure_done = False
+    for path in args.models:
+        adapter = load_checkpoint(path, device=device).explain_mode()
+        if adapter.task != "classifier":
+            continue
+        pairs = load_pairs(adapter, args.dataset, cfg["eval"]["n_images"], device)
+        methods = [m for m in args.methods if applies(m, adapter)]
+        maps, shares = {}, {}
+        for m in methods:
+            maps[m] = in_chunks(class_explainer(m, adapter), pairs["images"], pairs["labels"], cfg["eval"]["batch_size"]).cpu()
+            on, off = object_mass_shares(maps[m], pairs["masks"], pairs["other_masks"])
+            shares[m] = (on, off)
+            for metric, values in zip(PAIR_METRICS, (on, off, on - off)):
+                rec.add(values, metric=metric, method=m, model=adapter.name, dataset=dataset)
+        if not figure_done:  # the paper's figure: the first model given (the ResNet)
+            fig = pairs_figure(adapter, pairs, maps, shares, [m for m in args.methods if m in maps])
+            save_figure(fig, args.out)
+            plt.close(fig)
+            figure_done = True
+    if not figure_done:
+        raise ValueError("pairs needs at least one classifier among --models")
+    write_records_and_table(
+        rec.records, args.records, args.table, PAIR_METRICS, args.methods,
+        "Share of positive map mass on the explained object and on the other object (shapes_pair)",
+    )
+
+
+# ---------------------------------------------------------------- sanity check (Adebayo et al. 2018)
+
+
+def randomisation_layers(adapter: ModelAdapter) -> list[str]:
+    """The model's top-level parameterised blocks, from the output towards the input ("model.<name>")."""
+    names = [n for n, child in adapter.model.named_children() if any(True for _ in child.parameters())]
+    if not names:
+        raise ValueError(f"model {adapter.name!r} has no parameterised top-level modules to randomise")
+    return [f"model.{n}" for n in reversed(names)]
+
+
+def sanity_curves(adapter: ModelAdapter, images: torch.Tensor, methods: list[str], batch_size: int, seed: int):
+    """Per method: original maps and cascading-randomisation steps (Spearman, SSIM per image)."""
+    with torch.no_grad():
+        predicted = torch.cat([adapter(images[i : i + batch_size]).argmax(1) for i in range(0, images.shape[0], batch_size)])
+    layers = randomisation_layers(adapter)
+    out = {}
+    for m in methods:
+
+        def explain(model: nn.Module, m: str = m) -> torch.Tensor:
+            return in_chunks(class_explainer(m, model), images, predicted, batch_size)  # type: ignore[arg-type]
+
+        out[m] = cascading_randomisation(adapter, layers, explain, seed=seed, keep_maps=True)
+    return layers, out
+
+
+def sanity_figure(adapter: ModelAdapter, images: torch.Tensor, layers: list[str], curves: dict, ci: float, n_resamples: int, seed: int) -> plt.Figure:
+    """Top: Spearman and SSIM vs randomisation step (mean, bootstrap CI); bottom: maps of image 0."""
+    methods = list(curves)
+    steps = ["original", *[name.removeprefix("model.") for name in layers]]
+    fig = plt.figure(figsize=(max(7.0, 0.9 * len(steps)), 2.6 + 0.95 * len(methods)))
+    grid = fig.add_gridspec(1 + len(methods), len(steps), height_ratios=[2.6] + [0.95] * len(methods))
+    colours = plt.get_cmap("tab10")
+    half = len(steps) // 2
+    for p, (key, label) in enumerate((("spearman", "Spearman rank correlation"), ("ssim", "SSIM"))):
+        ax = fig.add_subplot(grid[0, p * half : (p + 1) * half if p == 0 else len(steps)])
+        for k, m in enumerate(methods):
+            _, rsteps = curves[m]
+            stats = [bootstrap_ci(undefined_as_zero(getattr(s, key))[0], n_resamples=n_resamples, ci=ci, seed=seed) for s in rsteps]
+            x = list(range(len(steps)))
+            mean = [1.0] + [s.value for s in stats]
+            lo = [1.0] + [s.low for s in stats]
+            hi = [1.0] + [s.high for s in stats]
+            ax.plot(x, mean, marker="o", markersize=3, color=colours(k), label=m, linewidth=1)
+            ax.fill_between(x, lo, hi, color=colours(k), alpha=0.2, linewidth=0)
+        ax.set_xticks(range(len(steps)))
+        ax.set_xticklabels(steps, rotation=45, fontsize=6)
+        ax.set_ylabel(label, fontsize=7)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.axhline(0, color="0.7", linewidth=0.5)
+        if p == 0:
+            ax.legend(fontsize=5, loc="lower left")
+        ax.set_title(f"cascading randomisation from the top ({adapter.name}); {int(100 * ci)} % CI", fontsize=7)
+    for r, m in enumerate(methods, start=1):
+        original, rsteps = curves[m]
+        panels = [original[:1], *[s.maps[:1] for s in rsteps]]
+        for c, maps in enumerate(panels):
+            ax = fig.add_subplot(grid[r, c])
+            show(ax, images[0], normalize_maps(maps.cpu())[0], title=m if c == 0 else None)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def run_sanity(args, cfg, device) -> None:
+    from shared.pipeline.io import eval_batch
+
+    batch = eval_batch(args.models[0], args.dataset, cfg["eval"]["n_images"], device)
+    adapter = batch.adapter
+    methods = [m for m in args.methods if applies(m, adapter)]
+    seed = int(cfg.get("seed", 0))
+    layers, curves = sanity_curves(adapter, batch.images, methods, cfg["eval"]["batch_size"], seed)
+    rec = Recorder(cfg)
+    for m, (_, rsteps) in curves.items():
+        for s in rsteps:
+            short = s.layer.removeprefix("model.").replace(".", "_")
+            spearman, constant = undefined_as_zero(s.spearman)
+            rec.add(spearman, metric=f"randomised_spearman_{short}", method=m, model=adapter.name, dataset=batch.dataset)
+            rec.add(undefined_as_zero(s.ssim)[0], metric=f"randomised_ssim_{short}", method=m, model=adapter.name, dataset=batch.dataset)
+            rec.add(constant, metric=f"randomised_constant_map_{short}", method=m, model=adapter.name, dataset=batch.dataset)
+    from shared.results import write_records
+
+    write_records(rec.records, args.records)
+    fig = sanity_figure(adapter, batch.images.cpu(), layers, curves, float(cfg["eval"]["ci"]), int(cfg["eval"]["bootstrap"]), seed)
+    save_figure(fig, args.out)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shared.pipeline.io import eval_batch
+    from shared.runtime import setup_from_config
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("kind", choices=["qualitative", "pairs", "sanity"])
+    p.add_argument("--models", nargs="+", required=True, help="classifier checkpoints (.safetensors)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--methods", help="comma-separated methods (default: the figure's own list)")
+    p.add_argument("--out", required=True, help="the figure (.png)")
+    p.add_argument("--table", help="pairs: the markdown table")
+    p.add_argument("--records", help="pairs / sanity: result records (.json)")
+    p.add_argument("--config-json", required=True)
+    args = p.parse_args(argv)
+    cfg = json.loads(args.config_json)
+    device = setup_from_config(cfg)
+    default = {"qualitative": QUALITATIVE_METHODS, "pairs": PAIR_METHODS, "sanity": SANITY_METHODS}[args.kind]
+    args.methods = [m for m in args.methods.split(",") if m] if args.methods else default
+    if args.kind in ("pairs", "sanity") and not args.records:
+        p.error(f"{args.kind} writes result records: give --records reports/gradcam/{args.kind}.json")
+    if args.kind == "pairs" and not args.table:
+        p.error("pairs writes a table: give --table reports/gradcam/class_discriminativeness.md")
+    if args.kind == "qualitative":
+        batches = [eval_batch(m, args.dataset, cfg["eval"]["n_images"], device) for m in args.models]
+        fig = qualitative_figure([b for b in batches if b.adapter.task == "classifier"], args.methods, cfg["eval"]["batch_size"])
+        save_figure(fig, args.out)
+        plt.close(fig)
+    elif args.kind == "pairs":
+        run_pairs(args, cfg, device)
+    else:
+        run_sanity(args, cfg, device)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
