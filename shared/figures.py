@@ -9,10 +9,11 @@ asked for, and we never ask.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from matplotlib.figure import Figure
+
+from shared.atomic import atomic_write
 
 DEFAULT_DPI = 100
 """Fixed resolution of every saved figure (dots per inch)."""
@@ -28,21 +29,6 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = DEFAULT_DP
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"save_figure writes PNG only; got {str(path)!r} — use a .png file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(
-                handle,
-                format="png",
-                dpi=dpi,
-                backend="agg",
-                metadata={"Software": None},
-            )
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Never leave the temporary file behind, whatever went wrong while drawing.
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return path
+    return atomic_write(
+        path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, backend="agg", metadata={"Software": None})
+    )

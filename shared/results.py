@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from shared.atomic import atomic_write
+
 FLOAT_DIGITS = 6
 """Significant digits kept when writing floats (diff-friendly, beyond any metric's precision)."""
 
@@ -207,8 +209,8 @@ def record_from_values(
 def write_records(records: list[ResultRecord], path: Path | str) -> None:
     """Write records as a JSON list sorted by (metric, method, model, dataset)."""
     ordered = sorted(records, key=lambda r: (r.metric, r.method, r.model, r.dataset))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(dumps([r.to_dict() for r in ordered]))
+    text = dumps([r.to_dict() for r in ordered])
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def read_records(path: Path | str) -> list[ResultRecord]:

@@ -153,7 +153,7 @@ def pairs_figure(adapter: ModelAdapter, pairs: dict, maps: dict[str, torch.Tenso
                 title = f"{m}\n{pairs['class_names'][row]}: {on:.2f}/{off:.2f}"
                 show(axes[r, 1 + 2 * c + s], pairs["images"][row], normalize_maps(maps[m][row : row + 1])[0], title=title)
     fig.suptitle("title: explained class: map mass on that object / on the other object", fontsize=7)
-    fig.tight_layout(pad=0.3)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.94))  # room for the suptitle
     return fig
 
 

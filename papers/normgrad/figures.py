@@ -65,7 +65,7 @@ def layers_figure(batch, batch_size: int, n_show: int = 4) -> plt.Figure:
     for r in range(k):
         show(axes[r, 0], images[r], title=f"{adapter.name}: {batch.split.class_names[r]}" if r == 0 else batch.split.class_names[r])
     fig.suptitle(f"Grad-CAM (gradcam L·) and NormGrad (normgrad L·) at each stage; PG / EPG over n = {images.shape[0]} images", fontsize=7)
-    fig.tight_layout(pad=0.3)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.94))  # room for the suptitle
     return fig
 
 

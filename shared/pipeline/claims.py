@@ -45,6 +45,11 @@ def judge(claim: dict[str, Any], results: dict[str, ResultRecord]) -> dict[str, 
             lv, lr = _value(claim["lhs"], results)
             rv, rr = _value(claim["rhs"], results)
             margin = float(claim.get("margin", 0.0))
+            if claim.get("relative") and rv == 0:
+                # "x % better than a baseline of 0" says nothing: no verdict rather than a free pass
+                out.update(lhs=claim["lhs"], lhs_value=lv, op=claim["op"], rhs=claim["rhs"], rhs_value=rv, margin=margin)
+                out.update(verdict="not evaluated", missing=f"{claim['rhs']} is 0: a relative margin is undefined")
+                return out
             bound = rv * (1 + margin) if claim.get("relative") else rv + margin
             holds = OPS[claim["op"]](lv, bound)
             out.update(lhs=claim["lhs"], lhs_value=lv, op=claim["op"], rhs=claim["rhs"], rhs_value=rv, margin=margin, holds=holds)
@@ -73,6 +78,8 @@ def render(paper_id: str, verdicts: list[dict[str, Any]]) -> str:
             nums = f"`{v['expr']}`"
         else:
             nums = f"missing result {v.get('missing')}"
+        if v["verdict"] == "not evaluated" and "lhs_value" in v:
+            nums += f" — {v.get('missing')}"
         lines.append(f"| {v['statement']} | {v['paper_ref']} | **{v['verdict']}** | {nums} |")
     return "\n".join(lines) + "\n"
 

@@ -8,8 +8,6 @@ for a positive reference: for query row i, the next test row of the same class (
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from shared.atomic import atomic_write
 from shared.data import SplitTensors, load_split, read_meta
 from shared.explain import ClassTarget, Target
 from shared.explain.pair import PairTarget
@@ -66,22 +65,10 @@ def eval_batch(model_path: str | Path, dataset_dir: str | Path, n_images: int, d
     return EvalBatch(adapter, split, images, target, ref, ref_images, dataset)
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_maps(path: str | Path, maps: torch.Tensor, meta: dict[str, Any]) -> None:
     """Write (N, H, W) maps with their metadata (method, model, dataset) atomically."""
     tensors = {"maps": maps.detach().float().cpu().contiguous()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata={"meta": json.dumps(meta, sort_keys=True)}))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata={"meta": json.dumps(meta, sort_keys=True)}))
 
 
 def load_maps(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -98,9 +85,9 @@ def write_json(path: str | Path, obj: Any) -> None:
     from shared.results import dumps
 
     text = dumps(obj)  # sorted keys, rounded floats: byte-stable and diff-friendly
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))

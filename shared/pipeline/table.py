@@ -14,7 +14,23 @@ from pathlib import Path
 from shared.pipeline.io import write_text
 from shared.results import ResultRecord, read_records
 
-LOWER_IS_BETTER = {"deletion", "average_drop", "average_drop_50", "average_drop_15"}
+LOWER_IS_BETTER_PREFIXES = ("deletion", "average_drop", "mass_on_other", "class_sensitivity")
+"""Metrics where lower is better: deletion AUC, Average Drop, mass on the wrong object, the rank
+correlation of top- and bottom-class maps; and any paired drop (e.g. ``wsol_fixed_drop_fgsm8``)."""
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.startswith(LOWER_IS_BETTER_PREFIXES) or "_drop_" in metric
+
+
+class _LowerIsBetter:
+    """``metric in LOWER_IS_BETTER`` reads as the rule above."""
+
+    def __contains__(self, metric: object) -> bool:
+        return isinstance(metric, str) and lower_is_better(metric)
+
+
+LOWER_IS_BETTER = _LowerIsBetter()
 
 
 def fmt(r: ResultRecord | None) -> str:
