@@ -122,7 +122,7 @@ def test_report_lists_metrics_with_provenance(tiny_classifier_checkpoint: Path, 
     report = json.loads(out.read_text())
     entry = report["models"]["tiny"]
     assert entry["metric_name"] == "test_accuracy"
-    assert entry["value"] == pytest.approx(json.loads(side.read_text())["metrics"]["test_accuracy"])
+    assert entry["value"] == pytest.approx(json.loads(side.read_text())["metrics"]["test_accuracy"], rel=1e-5)  # 6 digits kept
     assert {"git_commit", "uv_lock_sha256", "config_sha256"} <= set(report["provenance"])
     first = out.read_bytes()
     report_main(["--out", str(out), str(side)])
