@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from shared.atomic import atomic_write
 
 from .adapter import ModelAdapter
 from .zoo import build_model
@@ -63,20 +64,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then move the temporary file onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def architecture_signature(model: nn.Module) -> str:
     """A fingerprint of the network's structure (layer types and settings, not weights).
 
@@ -95,7 +82,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, sidecar: Map
     """
     path = weights_path(path)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
     meta = dict(sidecar)
     meta["format"] = SIDECAR_FORMAT
     meta["architecture_signature"] = architecture_signature(model)
@@ -106,7 +93,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, sidecar: Map
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-    _atomic_write(sidecar_path(path), write_json)
+    atomic_write(sidecar_path(path), write_json)
     return meta
 
 

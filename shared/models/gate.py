@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import _atomic_write, load_checkpoint, read_sidecar
+from shared.atomic import atomic_write
+
+from .checkpoint import load_checkpoint, read_sidecar
 
 __all__ = ["GateError", "check_gate", "main"]
 
@@ -76,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def write(tmp: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
-    _atomic_write(args.out, write)
+    atomic_write(args.out, write)
     print(f"gate passed: {record['model']} {record['metric']} = {record['value']:.4f} >= {record['gate']:.4f}")
     return 0
 
