@@ -3,11 +3,17 @@
 #   snakemake -c2 --configfile config/tiny.yaml        the whole DAG in a couple of minutes
 #   snakemake -c2 gradcam                 one paper (its figures, tables, claims)
 # The default profile (profiles/default) is picked up automatically.
+import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# Jobs run `python -m ...`: make that the interpreter running Snakemake (the project's venv),
+# however snakemake was started (uv run, .venv/bin/snakemake, an activated venv).
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 configfile: "config/default.yaml"
