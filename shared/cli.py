@@ -23,7 +23,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         except PaperError as exc:
             problems.append(str(exc))
             continue
-        methods = ", ".join(m["name"] for m in doc.get("methods", []))
+        names = [m["name"] for m in doc.get("methods", [])]
+        methods = ", ".join(names) if len(names) <= 3 else f"{', '.join(names[:3])} +{len(names) - 3} more"
         rows.append((doc["id"], doc["title"], str(doc["year"]), methods, doc["status"]))
     if rows:
         header = ("id", "title", "year", "methods", "status")
