@@ -25,7 +25,9 @@ class BootstrapCI:
 
 
 def _as_values(values: Tensor | np.ndarray | list[float], name: str) -> Tensor:
-    t = torch.as_tensor(values).detach().to(device="cpu", dtype=torch.float64)
+    # lists of Python floats must not pass through float32 (torch's default dtype) on the way
+    t = values.detach() if isinstance(values, Tensor) else torch.as_tensor(np.asarray(values, dtype=np.float64))
+    t = t.to(device="cpu", dtype=torch.float64)
     if t.ndim != 1 or t.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of per-image values, got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():

@@ -3,9 +3,13 @@
 Label propagation: every foreground pixel starts with its own label (flat index + 1) and
 repeatedly takes the maximum label of its 8-neighbourhood (a 3x3 max-pool restricted to the
 foreground) until nothing changes. Every pixel of a component then carries the component's
-largest flat index + 1. The number of rounds is the longest geodesic path in any component of
-the batch (short for blob-like saliency regions), and all images advance together: no loop
-over images.
+largest flat index + 1. All images advance together: no loop over images.
+
+Pointer jumping makes it fast: a pixel's label L is the index (+1) of a pixel of the same
+component whose own label is at least L, so taking that pixel's label (``labels[L - 1]``)
+is a valid step that follows chains of labels by doubling, as in union–find path compression.
+Without it the number of rounds is the longest geodesic path in a component (hundreds on
+noisy thresholded maps); with it, a few dozen.
 """
 
 from __future__ import annotations
@@ -28,10 +32,16 @@ def label_components(foreground: Tensor) -> Tensor:
     fg = foreground.unsqueeze(1)
     labels = (torch.arange(1, h * w + 1, device=foreground.device, dtype=torch.float32).view(1, 1, h, w)).expand(n, 1, h, w)
     labels = torch.where(fg, labels, torch.zeros_like(labels))
+    fg_flat = fg.reshape(n, h * w)
     while True:
         before = labels
         for _ in range(_CHECK_EVERY):
             labels = torch.where(fg, F.max_pool2d(labels, 3, stride=1, padding=1), labels)
+            flat = labels.reshape(n, h * w)
+            for _ in range(2):  # pointer jumping (see the module docstring)
+                jumped = torch.gather(flat, 1, (flat.long() - 1).clamp_min(0))
+                flat = torch.where(fg_flat, torch.maximum(flat, jumped), flat)
+            labels = flat.view(n, 1, h, w)
         if torch.equal(labels, before):
             break
     return labels.squeeze(1).long()
@@ -42,17 +52,47 @@ def largest_component_boxes(foreground: Tensor) -> Tensor:
 
     Largest = most pixels; a tie goes to the component whose last pixel (raster order) comes
     later. An empty mask gives the empty box (0, 0, 0, 0).
+
+    On the CPU the components come from SciPy's C labeller, called once on the whole
+    (N, H, W) stack with a structure that connects pixels only within a map: measured on
+    1024 thresholded 64x64 maps it is about a hundred times faster than label propagation,
+    whose 3x3 max-pools are slow on CPU. On a GPU, label propagation (no host round trip).
     """
+    if foreground.device.type == "cpu":
+        return _largest_component_boxes_scipy(foreground)
+    return _largest_component_boxes_propagation(foreground)
+
+
+def _largest_component_boxes_scipy(foreground: Tensor) -> Tensor:
+    from scipy import ndimage
+
     n, h, w = foreground.shape
-    labels = label_components(foreground).flatten(1)  # (N, HW), values 0..HW
-    sizes = torch.zeros(n, h * w + 1, dtype=torch.int64, device=labels.device)
-    sizes.scatter_add_(1, labels, torch.ones_like(labels))
-    sizes[:, 0] = 0  # background is not a component
-    # Ties: flip so argmax (first maximum) picks the largest label among equal sizes.
-    best = (h * w) - torch.argmax(sizes.flip(1), dim=1)
-    member = labels == best.view(-1, 1)
-    ys = torch.arange(h, device=labels.device).repeat_interleave(w).expand(n, -1)
-    xs = torch.arange(w, device=labels.device).repeat(h).expand(n, -1)
+    structure = torch.zeros(3, 3, 3, dtype=torch.bool)
+    structure[1] = True  # 8-connectivity inside a map, nothing across maps
+    labels_np, count = ndimage.label(foreground.numpy(), structure=structure.numpy())
+    labels = torch.from_numpy(labels_np).long().reshape(n, h * w)  # 0 = background, 1..count
+    if count == 0:
+        return torch.zeros(n, 4, dtype=torch.int64)
+    flat_index = torch.arange(h * w).expand(n, -1)
+    ones = torch.ones_like(labels)
+    size = torch.zeros(count + 1, dtype=torch.int64).scatter_add_(0, labels.flatten(), ones.flatten())
+    last = torch.full((count + 1,), -1, dtype=torch.int64).scatter_reduce_(0, labels.flatten(), flat_index.flatten(), "amax")
+    owner = torch.zeros(count + 1, dtype=torch.int64).scatter_(0, labels.flatten(), torch.arange(n).repeat_interleave(h * w))
+    # one key per component: more pixels first, then the later last pixel (the tie rule)
+    key = size * (h * w + 1) + last
+    key[0] = -1
+    best_key = torch.full((n,), -1, dtype=torch.int64).scatter_reduce_(0, owner[1:], key[1:], "amax")
+    best_label = torch.zeros(n, dtype=torch.int64)
+    is_best = key[1:] == best_key[owner[1:]]
+    best_label[owner[1:][is_best]] = torch.arange(1, count + 1)[is_best]
+    member = (labels == best_label.view(-1, 1)) & (best_label.view(-1, 1) > 0)
+    return _member_boxes(member, n, h, w)
+
+
+def _member_boxes(member: Tensor, n: int, h: int, w: int) -> Tensor:
+    """Boxes around the True pixels of (N, HW) masks; an empty mask gives (0, 0, 0, 0)."""
+    ys = torch.arange(h, device=member.device).repeat_interleave(w).expand(n, -1)
+    xs = torch.arange(w, device=member.device).repeat(h).expand(n, -1)
     big, small = h * w, -1
     x0 = torch.where(member, xs, big).amin(1)
     y0 = torch.where(member, ys, big).amin(1)
@@ -61,6 +101,18 @@ def largest_component_boxes(foreground: Tensor) -> Tensor:
     boxes = torch.stack([x0, y0, x1, y1], dim=1)
     empty = ~member.any(1)
     return torch.where(empty.view(-1, 1), torch.zeros_like(boxes), boxes)
+
+
+def _largest_component_boxes_propagation(foreground: Tensor) -> Tensor:
+    n, h, w = foreground.shape
+    labels = label_components(foreground).flatten(1)  # (N, HW), values 0..HW
+    sizes = torch.zeros(n, h * w + 1, dtype=torch.int64, device=labels.device)
+    sizes.scatter_add_(1, labels, torch.ones_like(labels))
+    sizes[:, 0] = 0  # background is not a component
+    # Ties: flip so argmax (first maximum) picks the largest label among equal sizes.
+    best = (h * w) - torch.argmax(sizes.flip(1), dim=1)
+    member = labels == best.view(-1, 1)
+    return _member_boxes(member, n, h, w)
 
 
 def box_iou(a: Tensor, b: Tensor) -> Tensor:
