@@ -49,8 +49,22 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     return config
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` merged into a copy of ``base``, key by key (Snakemake's --configfile semantics)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
-    """Read a YAML config and validate it."""
+    """Read a YAML config and validate it, as the workflow would see it.
+
+    Like ``snakemake --configfile path``, any other file is merged over config/default.yaml.
+    """
     path = Path(path)
     try:
         config = yaml.safe_load(path.read_text())
@@ -60,6 +74,8 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path} must hold a mapping of keys, got {type(config).__name__}")
+    if path.resolve() != DEFAULT_CONFIG.resolve():
+        config = deep_merge(yaml.safe_load(DEFAULT_CONFIG.read_text()), config)
     return validate_config(config, str(path))
 
 

@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(int(os.environ.get("SALIENCY_TEST_THREADS", "2")))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
 

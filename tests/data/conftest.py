@@ -171,15 +171,20 @@ def md5(data: bytes) -> str:
 def build_archive():
     """Build a tiny archive of a real dataset's format: ``build(name, drop=None) -> (filename, bytes)``.
 
-    ``drop`` names a member to leave out (a file missing inside the archive).
+    ``drop`` names a member to leave out (a file missing inside the archive), ``drop_prefix``
+    a whole folder.
     """
 
-    def build(name: str, drop: str | None = None) -> tuple[str, bytes]:
+    def build(name: str, drop: str | None = None, drop_prefix: str | None = None) -> tuple[str, bytes]:
         filename, members_of, gz = ARCHIVES[name]
         members = members_of(np.random.default_rng(0))
         if drop is not None:
             assert drop in members, drop
             del members[drop]
+        if drop_prefix is not None:  # a whole folder missing from the archive
+            kept = {k: v for k, v in members.items() if not k.startswith(drop_prefix)}
+            assert len(kept) < len(members), drop_prefix
+            members = kept
         return filename, make_tar(members, gz)
 
     return build

@@ -15,7 +15,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 def dry_run(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [SNAKEMAKE, "--dry-run", "--cores", "1", "--nolock", "--quiet", "rules", *args],
+        [SNAKEMAKE, "--dry-run", "--cores", "1", "--nolock", *args],
         cwd=repo,
         capture_output=True,
         text=True,
@@ -24,36 +24,34 @@ def dry_run(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("configfile", ["config/default.yaml", "config/tiny.yaml"])
-def test_dry_run_plans_every_rule(repo_root, configfile):
-    out = dry_run(repo_root, "--configfile", configfile)
+def test_dry_run_plans_every_rule(clean_tree, configfile):
+    out = dry_run(clean_tree, "--configfile", configfile)
     assert out.returncode == 0, out.stdout + out.stderr
     plan = out.stdout + out.stderr
-    for rule in ("dataset", "train_model", "explain_maps", "score_maps"):
+    for rule in ("dataset", "train_model", "gate_model", "explain_resnet", "explain_vit", "explain_embed_cosine", "leaderboard"):
         assert rule in plan, f"rule {rule} missing from the plan:\n{plan}"
 
 
-def test_paper_scale_config_dry_runs(repo_root):
-    if not (repo_root / "config" / "paper-scale.yaml").exists():
-        pytest.skip("no paper-scale config yet")
-    out = dry_run(repo_root, "--configfile", "config/paper-scale.yaml")
+def test_paper_scale_config_dry_runs(clean_tree):
+    out = dry_run(clean_tree, "--configfile", "config/paper-scale.yaml")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_misspelt_key_stops_the_run_and_names_it(repo_root, tmp_path):
+def test_misspelt_key_stops_the_run_and_names_it(repo_root, clean_tree, tmp_path):
     config = yaml.safe_load((repo_root / "config" / "tiny.yaml").read_text())
     config["eval"]["n_imgaes"] = config["eval"].pop("n_images")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
-    out = dry_run(repo_root, "--configfile", str(bad))
+    out = dry_run(clean_tree, "--configfile", str(bad))
     assert out.returncode != 0
     assert "n_imgaes" in out.stdout + out.stderr
 
 
-def test_ill_typed_value_stops_the_run(repo_root, tmp_path):
+def test_ill_typed_value_stops_the_run(repo_root, clean_tree, tmp_path):
     config = yaml.safe_load((repo_root / "config" / "tiny.yaml").read_text())
     config["seed"] = "zero"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
-    out = dry_run(repo_root, "--configfile", str(bad))
+    out = dry_run(clean_tree, "--configfile", str(bad))
     assert out.returncode != 0
     assert "zero" in out.stdout + out.stderr and "seed" in out.stdout + out.stderr

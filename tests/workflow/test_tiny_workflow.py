@@ -26,19 +26,6 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 900) -> s
     return out
 
 
-def working_tree_copy(repo: Path, dest: Path) -> Path:
-    """The repository's tracked and untracked (not ignored) files, without data/ and reports/."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
-        if rel.startswith(("reports/", "data/")) or not (repo / rel).is_file():
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(repo / rel, dest / rel)
-    (dest / "data").mkdir(exist_ok=True)
-    (dest / "data" / ".gitkeep").touch()
-    return dest
-
-
 def snapshot(reports: Path) -> dict[str, bytes]:
     return {str(p.relative_to(reports)): p.read_bytes() for p in sorted(reports.rglob("*")) if p.is_file()}
 
@@ -52,8 +39,8 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def first_run(repo_root, tmp_path_factory, env) -> Path:
-    clone = working_tree_copy(repo_root, tmp_path_factory.mktemp("clone_a"))
+def first_run(clean_tree, tmp_path_factory, env) -> Path:
+    clone = shutil.copytree(clean_tree, tmp_path_factory.mktemp("clone_a") / "repo")
     run(["snakemake", "--cores", "2", "--configfile", "config/tiny.yaml"], clone, env)
     return clone
 
