@@ -14,6 +14,16 @@ from pathlib import Path
 from shared.paper_meta import PAPERS_DIR, REPO_ROOT, PaperError, load_paper, paper_dirs
 
 
+def project_root() -> Path:
+    """The saliency-repro checkout the command is run in (the nearest parent of the current
+    directory with a Snakefile and papers/), else the one this package was installed from."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "Snakefile").is_file() and (d / "papers").is_dir():
+            return d
+    return REPO_ROOT
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """Every paper: id, title, year, methods, status."""
     rows, problems = [], []
@@ -54,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd.append("--dry-run")
     cmd += list(args.targets)
     print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=REPO_ROOT)
+    return subprocess.call(cmd, cwd=project_root())
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -63,7 +73,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.configfile:
         cmd += ["--configfile", args.configfile]
     print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=REPO_ROOT)
+    return subprocess.call(cmd, cwd=project_root())
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -85,7 +95,7 @@ def cmd_cite(args: argparse.Namespace) -> int:
     from shared.provenance_cli import cite
 
     try:
-        print(cite(args.paper, args.result))
+        print(cite(args.paper, args.result, project_root() / "papers"))
     except (KeyError, FileNotFoundError, PaperError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
@@ -96,10 +106,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Recompute papers and compare with their pinned results within tolerance."""
     from shared.provenance_cli import verify
 
-    papers = args.papers or [d.name for d in paper_dirs() if (REPO_ROOT / "reports" / d.name / "results.json").exists()]
+    root = project_root()
+    papers = args.papers or [d.name for d in paper_dirs(root / "papers") if (root / "reports" / d.name / "results.json").exists()]
     worst = 0
     for paper in papers:
-        code, report = verify(paper, args.configfile, args.cores)
+        code, report = verify(paper, args.configfile, args.cores, project_root())
         print(report, flush=True)
         worst = max(worst, code)
     return worst
@@ -108,13 +119,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from shared.provenance_cli import publish
 
-    return publish()
+    return publish(project_root())
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from shared.provenance_cli import pull
 
-    return pull(args.configfile)
+    return pull(args.configfile, project_root())
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -132,7 +143,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         inputs = [f"data/{kind}/{args.model}/{m}.{ext}" for m in args.methods for kind, ext in (("scores", "json"), ("maps", "safetensors"))]
         cmd = [_snakemake(), "--cores", str(args.cores), *inputs] + (["--configfile", args.configfile] if args.configfile else [])
     print("+", " ".join(cmd), flush=True)
-    rc = subprocess.call(cmd, cwd=REPO_ROOT)
+    rc = subprocess.call(cmd, cwd=project_root())
     if rc:
         return rc
     if args.metrics:
@@ -149,7 +160,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
              "--metrics", args.metrics, "--out", target,
              "--config-json", _json.dumps({"seed": cfg["seed"], "eval": cfg["eval"]})]
         )
-    print((REPO_ROOT / target).read_text())
+    print((project_root() / target).read_text())
     return rc
 
 

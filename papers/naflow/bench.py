@@ -54,7 +54,10 @@ def dense_naflow(adapter: ModelAdapter, image: torch.Tensor, label: int) -> list
                 y = (y - c(m.bias)) / c(m.weight) * c((m.running_var + m.eps).sqrt()) + c(m.running_mean)
             elif isinstance(m, nn.MaxPool2d):
                 _, idx = F.max_pool2d(x_in, m.kernel_size, m.stride, return_indices=True)
+                was = torch.are_deterministic_algorithms_enabled()
+                torch.use_deterministic_algorithms(False)  # flagged non-deterministic; exact here
                 y = F.max_unpool2d(y, idx, m.kernel_size, m.stride, output_size=x_in.shape[-2:])
+                torch.use_deterministic_algorithms(was)
             y = y * (grads[k - 1] != 0)
             maps.append((y * grads[k - 1]).clamp_min(0).sum(1))
     return maps[::-1]
