@@ -19,6 +19,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from shared.explain import ClassTarget, build_explainer  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
 from shared.results import ResultRecord, provenance, record_from_values  # noqa: E402
+from shared.runtime import pick_device  # noqa: E402
 
 Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """explain(images (B, 3, H, W), classes (B,)) -> maps (B, H, W)"""
@@ -75,7 +76,7 @@ class Recorder:
     """Collects result records with the provenance and bootstrap settings of a step's config."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
-        self.prov = provenance(cfg, seed=cfg.get("seed"), device=cfg.get("device"))
+        self.prov = provenance(cfg, seed=cfg.get("seed"), device=str(pick_device(cfg.get("device"))))
         if cfg.get("config_sha256"):
             self.prov["config_sha256"] = cfg["config_sha256"]  # the whole config's hash (results_cfg)
         self.n_resamples = int(cfg["eval"]["bootstrap"])

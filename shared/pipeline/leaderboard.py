@@ -21,6 +21,7 @@ from shared.figures import save_figure  # noqa: E402
 from shared.pipeline import table  # noqa: E402
 from shared.pipeline.io import write_text  # noqa: E402
 from shared.pipeline.results import records_from_scores  # noqa: E402
+from shared.runtime import pick_device
 from shared.results import ResultRecord, provenance, write_records  # noqa: E402
 
 COMMON_METRICS = ["deletion", "insertion", "pointing_game", "energy_pointing_game", "relevance_mass", "maxboxacc"]
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config-json", required=True)
     args = p.parse_args(argv)
     cfg = json.loads(args.config_json)
-    prov = provenance(cfg, seed=cfg.get("seed"), device=cfg.get("device"))
+    # the device the numbers were computed on, not the config's "auto"
+    prov = provenance(cfg, seed=cfg.get("seed"), device=str(pick_device(cfg.get("device"))))
     prov["config_sha256"] = cfg.get("config_sha256", prov["config_sha256"])
     records: list[ResultRecord] = []
     for path in sorted(args.scores):

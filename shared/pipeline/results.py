@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from shared.metrics import bootstrap_max_of_means
+from shared.runtime import pick_device
 from shared.results import Provenance, ResultRecord, provenance, read_records, record_from_values, write_records
 
 
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config-json", required=True, help="seed, device, eval section and config_sha256")
     args = p.parse_args(argv)
     cfg = json.loads(args.config_json)
-    prov = provenance(cfg, seed=cfg.get("seed"), device=cfg.get("device"))
+    # the device the numbers were computed on, not the config's "auto"
+    prov = provenance(cfg, seed=cfg.get("seed"), device=str(pick_device(cfg.get("device"))))
     prov["config_sha256"] = cfg.get("config_sha256", prov["config_sha256"])
     records: list[ResultRecord] = []
     for path in args.scores:
