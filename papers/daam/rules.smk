@@ -30,7 +30,7 @@ rule daam_table:
     input:
         "reports/daam/results.json",
     output:
-        "reports/daam/per_block.md",
+        in_report("reports/daam/per_block.md"),
     params:
         metrics="energy_pointing_game,pointing_game,relevance_mass,deletion,insertion",
         methods=",".join(DAAM_METHODS),

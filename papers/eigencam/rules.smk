@@ -29,7 +29,7 @@ rule eigencam_table:
     input:
         "reports/eigencam/results.json",
     output:
-        "reports/eigencam/localisation.md",
+        in_report("reports/eigencam/localisation.md"),
     params:
         metrics="wsol_fixed,pointing_game,energy_pointing_game",
         methods=",".join(EIGENCAM_METHODS),
@@ -43,9 +43,9 @@ rule eigencam_adversarial:
         models=expand("data/models/{model}.safetensors", model=[m for m in EIGENCAM_MODELS if m != "vit"]),
         data="data/datasets/shapes",
     output:
-        table="reports/eigencam/adversarial.md",
+        table=in_report("reports/eigencam/adversarial.md"),
         records="reports/eigencam/adversarial.json",
-        figure="reports/eigencam/adversarial.png",
+        figure=in_report("reports/eigencam/adversarial.png"),
     params:
         cfg=lambda wc: results_cfg(),
         methods="eigencam,gradcam,gradcampp",

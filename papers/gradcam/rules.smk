@@ -67,7 +67,7 @@ rule gradcam_qualitative:
         models=expand("data/models/{model}.safetensors", model=GRADCAM_MODELS),
         data="data/datasets/shapes",
     output:
-        "reports/gradcam/qualitative.png",
+        in_report("reports/gradcam/qualitative.png"),
     params:
         cfg=lambda wc: step_cfg(),
     shell:
@@ -80,8 +80,8 @@ rule gradcam_class_discriminative:
         models=expand("data/models/{model}.safetensors", model=GRADCAM_MODELS),
         data="data/datasets/shapes_pair",
     output:
-        figure="reports/gradcam/class_discriminative.png",
-        table="reports/gradcam/class_discriminativeness.md",
+        figure=in_report("reports/gradcam/class_discriminative.png"),
+        table=in_report("reports/gradcam/class_discriminativeness.md"),
         records="reports/gradcam/pairs.json",
     params:
         cfg=lambda wc: results_cfg(),
@@ -96,7 +96,7 @@ rule gradcam_sanity:
         model="data/models/resnet.safetensors",
         data="data/datasets/shapes",
     output:
-        figure="reports/gradcam/sanity.png",
+        figure=in_report("reports/gradcam/sanity.png"),
         records="reports/gradcam/sanity.json",
     params:
         cfg=lambda wc: results_cfg(),

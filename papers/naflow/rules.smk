@@ -30,7 +30,7 @@ rule naflow_table:
     input:
         "reports/naflow/results.json",
     output:
-        "reports/naflow/per_layer.md",
+        in_report("reports/naflow/per_layer.md"),
     params:
         metrics="energy_pointing_game,pointing_game,relevance_mass,deletion,insertion",
         methods=",".join(NAFLOW_METHODS),
@@ -53,7 +53,7 @@ rule naflow_figure:
         model="data/models/plaincnn.safetensors",
         data=lambda wc: model_dataset_dir("plaincnn"),
     output:
-        "reports/naflow/flow.png",
+        in_report("reports/naflow/flow.png"),
     params:
         cfg=lambda wc: step_cfg(),
     shell:

@@ -31,7 +31,7 @@ rule normgrad_table:
     input:
         "reports/normgrad/results.json",
     output:
-        "reports/normgrad/localisation.md",
+        in_report("reports/normgrad/localisation.md"),
     params:
         metrics="pointing_game,energy_pointing_game,wsol_fixed",
         methods=",".join(NORMGRAD_METHODS + NORMGRAD_STAGE_METHODS),
@@ -45,7 +45,7 @@ rule normgrad_class_sensitivity:
         models=expand("data/models/{model}.safetensors", model=NORMGRAD_MODELS),
         data="data/datasets/shapes",
     output:
-        table="reports/normgrad/class_sensitivity.md",
+        table=in_report("reports/normgrad/class_sensitivity.md"),
         records="reports/normgrad/class_sensitivity.json",
     params:
         cfg=lambda wc: results_cfg(),
@@ -70,7 +70,7 @@ rule normgrad_layers:
         model="data/models/resnet.safetensors",
         data="data/datasets/shapes",
     output:
-        "reports/normgrad/layers.png",
+        in_report("reports/normgrad/layers.png"),
     params:
         cfg=lambda wc: step_cfg(),
     shell:

@@ -53,7 +53,7 @@ rule sfam_retrieval:
         models=expand("data/models/{model}.safetensors", model=SFAM_MODELS),
         data="data/datasets/parts",
     output:
-        "reports/sfam/retrieval.png",
+        in_report("reports/sfam/retrieval.png"),
     params:
         methods=",".join(SFAM_METHODS),
         cfg=lambda wc: step_cfg(),

@@ -53,7 +53,7 @@ rule simnet_retrieval:
         models=expand("data/models/{model}.safetensors", model=SIMNET_MODELS),
         data="data/datasets/parts",
     output:
-        "reports/simnet/retrieval.png",
+        in_report("reports/simnet/retrieval.png"),
     params:
         methods=",".join(SIMNET_METHODS),
         cfg=lambda wc: step_cfg(),
