@@ -26,3 +26,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object], m
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a text file atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -12,18 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from shared.paper_meta import PAPERS_DIR, REPO_ROOT, load_paper
-from shared.results import ResultRecord, read_records
-
-
-def _key(r: ResultRecord) -> str:
-    return f"{r.dataset}/{r.model}/{r.method}/{r.metric}"
+from shared.results import ResultRecord, read_records, result_key
 
 
 def pinned_results(paper: str, root: Path = REPO_ROOT) -> dict[str, ResultRecord]:
     path = root / "reports" / paper / "results.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `repro run {paper}` first (or pull the pinned results)")
-    return {_key(r): r for r in read_records(path)}
+    return {result_key(r): r for r in read_records(path)}
 
 
 def software_citation(root: Path = REPO_ROOT) -> str:
@@ -121,7 +117,7 @@ def verify(paper: str, configfile: str | None, cores: int, root: Path = REPO_ROO
         run = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True)
         if run.returncode != 0:
             return 2, f"recomputing {paper} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
-        fresh = {_key(r): r for r in read_records(scratch / "reports" / paper / "results.json")}
+        fresh = {result_key(r): r for r in read_records(scratch / "reports" / paper / "results.json")}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     rows = compare_results(doc, pinned, fresh)

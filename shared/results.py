@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from shared.atomic import atomic_write
 
 FLOAT_DIGITS = 6
@@ -48,7 +46,7 @@ def round_floats(obj: Any, digits: int = FLOAT_DIGITS) -> Any:
         return {str(k): round_floats(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [round_floats(v, digits) for v in obj]
-    if isinstance(obj, torch.Tensor):
+    if type(obj).__module__ == "torch" and hasattr(obj, "tolist"):  # a tensor; torch is not imported here
         return round_floats(obj.tolist(), digits)
     raise TypeError(f"cannot write a {type(obj).__name__} to a result record")
 
@@ -94,6 +92,15 @@ class Provenance:
     torch_version: str | None = None
 
 
+def _torch_version() -> str | None:
+    # imported here, not at the top: the light steps (tables, claims) never need torch
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
 def provenance(config: Any, seed: int | None = None, device: str | None = None, root: Path | str | None = None) -> dict[str, Any]:
     """Provenance of a run with ``config``, read from the repository at ``root`` (default: this repo).
 
@@ -117,7 +124,7 @@ def provenance(config: Any, seed: int | None = None, device: str | None = None, 
             config_sha256=config_hash(config),
             seed=seed,
             device=device,
-            torch_version=torch.__version__,
+            torch_version=_torch_version(),
         )
     )
 
@@ -204,6 +211,11 @@ def record_from_values(
         provenance=prov,
         extra={"ci": ci, "n_resamples": n_resamples, "bootstrap_seed": seed},
     )
+
+
+def result_key(r: ResultRecord) -> str:
+    """The key a claim or `repro cite --result` uses: dataset/model/method/metric."""
+    return f"{r.dataset}/{r.model}/{r.method}/{r.metric}"
 
 
 def write_records(records: list[ResultRecord], path: Path | str) -> None:

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.paper_meta import PAPERS_DIR, load_paper
-from shared.pipeline.io import write_json, write_text
-from shared.pipeline.results import load_results
-from shared.results import ResultRecord
+from shared.atomic import write_text
+from shared.results import ResultRecord, dumps, read_records, result_key
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
@@ -94,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = load_paper(Path(args.papers_dir) / args.paper)
     results: dict[str, ResultRecord] = {}
     for path in args.results:
-        results.update(load_results(path))
+        results.update({result_key(r): r for r in read_records(path)})
     verdicts = [judge(c, results) for c in doc.get("claims", [])]
-    write_json(Path(args.out).with_suffix(".json"), verdicts)
+    write_text(Path(args.out).with_suffix(".json"), dumps(verdicts))
     write_text(args.out, render(args.paper, verdicts))
     return 0
 

@@ -15,12 +15,7 @@ import torch
 
 from shared.metrics import bootstrap_max_of_means
 from shared.runtime import pick_device
-from shared.results import Provenance, ResultRecord, provenance, read_records, record_from_values, write_records
-
-
-def result_key(r: ResultRecord) -> str:
-    """The key a claim or `repro cite --result` uses: dataset/model/method/metric."""
-    return f"{r.dataset}/{r.model}/{r.method}/{r.metric}"
+from shared.results import Provenance, ResultRecord, provenance, read_records, record_from_values, result_key, write_records
 
 
 def records_from_scores(scores: dict[str, Any], prov: dict[str, Any], n_resamples: int, ci: float, seed: int) -> list[ResultRecord]:

@@ -11,7 +11,7 @@ import csv
 import io
 from pathlib import Path
 
-from shared.pipeline.io import write_text
+from shared.atomic import write_text
 from shared.results import ResultRecord, read_records
 
 LOWER_IS_BETTER_PREFIXES = ("deletion", "average_drop", "mass_on_other", "class_sensitivity")
