@@ -16,36 +16,12 @@ from papers.dml_explain.method import GradCAMSimilarity, OverallActivation, poin
 from papers.simnet.method import SimilarityMap
 from shared.explain import ClassTarget, SimilarityTarget, get_method
 from shared.explain.pair import PairTarget, explain_both_sides
+from linear_embed import hand_feature_map, linear_embed_adapter, similarity
 from shared.models.adapter import ModelAdapter
 
 
-class LinearEmbed(nn.Module):
-    """f = mean_u(W x(u) + b); optional stride-2 conv + ReLU stem to shrink the grid."""
-
-    def __init__(self, dim: int = 4, stem: bool = False) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 3, 3, stride=2, padding=1), nn.ReLU()) if stem else nn.Identity()
-        self.embed = nn.Conv2d(3, dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(self.stem(x)).mean(dim=(2, 3))
-
-
 def adapter(metric: str, stem: bool = False) -> ModelAdapter:
-    torch.manual_seed(2)
-    return ModelAdapter(LinearEmbed(stem=stem), "cnn", "embedding", "embed", mean=(0,) * 3, std=(1,) * 3, metric=metric)
-
-
-def hand_feature_map(model: LinearEmbed, image: torch.Tensor) -> np.ndarray:
-    W = model.embed.weight.detach().double().numpy()[:, :, 0, 0]
-    b = model.embed.bias.detach().double().numpy()
-    return np.einsum("ck,kyx->cyx", W, image.double().numpy()) + b[:, None, None]
-
-
-def similarity(f_q: np.ndarray, f_r: np.ndarray, metric: str) -> float:
-    if metric == "cosine":
-        return float(f_q @ f_r / np.linalg.norm(f_q) / np.linalg.norm(f_r))
-    return float(-np.sum((f_q - f_r) ** 2))
+    return linear_embed_adapter(metric, stem, seed=2, dim=4)
 
 
 def loop_D(A_q: np.ndarray, A_r: np.ndarray, metric: str) -> np.ndarray:

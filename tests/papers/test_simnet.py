@@ -14,32 +14,12 @@ from torch import nn
 from papers.simnet.method import SimilarityMap
 from shared.explain import ClassTarget, SimilarityTarget
 from shared.explain.pair import PairTarget, explain_both_sides
+from linear_embed import LinearEmbed, hand_feature_map, linear_embed_adapter
 from shared.models.adapter import ModelAdapter
 
 
-class LinearEmbed(nn.Module):
-    """f = mean_u(W x(u) + b); optional stride-2 conv + ReLU stem to shrink the grid."""
-
-    def __init__(self, dim: int = 4, stem: bool = False) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 3, 3, stride=2, padding=1), nn.ReLU()) if stem else nn.Identity()
-        self.embed = nn.Conv2d(3, dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(self.stem(x)).mean(dim=(2, 3))
-
-
 def adapter(metric: str, stem: bool = False, seed: int = 0) -> ModelAdapter:
-    torch.manual_seed(seed)
-    return ModelAdapter(LinearEmbed(stem=stem), "cnn", "embedding", "embed", mean=(0,) * 3, std=(1,) * 3, metric=metric)
-
-
-def hand_feature_map(model: LinearEmbed, image: torch.Tensor) -> np.ndarray:
-    """A[c, y, x] = Σ_k W[c, k] x[k, y, x] + b[c], in float64 (no stem)."""
-    W = model.embed.weight.detach().double().numpy()[:, :, 0, 0]
-    b = model.embed.bias.detach().double().numpy()
-    x = image.double().numpy()
-    return np.einsum("ck,kyx->cyx", W, x) + b[:, None, None]
+    return linear_embed_adapter(metric, stem, seed=seed)
 
 
 def hand_simnet(A_q: np.ndarray, A_r: np.ndarray, metric: str) -> np.ndarray:
