@@ -76,6 +76,15 @@ def stage_layer(adapter: ModelAdapter, stage: int) -> str:
     return layers[stage - 1]
 
 
+def layer_or_stage(adapter: ModelAdapter, layer: str | None, stage: int | None) -> str | None:
+    """The explained layer given either by name or as the k-th stage (never both)."""
+    if stage is None:
+        return layer
+    if layer is not None:
+        raise ValueError("give either layer= or stage=, not both")
+    return stage_layer(adapter, stage)
+
+
 class MetaStepMixin:
     """Adds the meta-saliency step (Sec. 5) to a :class:`CAMExplainer` subclass."""
 
@@ -113,11 +122,7 @@ class NormGrad(MetaStepMixin, CAMExplainer):
         lr: float = DEFAULT_META_LR,
         stage: int | None = None,
     ) -> None:
-        if stage is not None:
-            if layer is not None:
-                raise ValueError("give either layer= or stage=, not both")
-            layer = stage_layer(adapter, stage)
-        super().__init__(adapter, layer)
+        super().__init__(adapter, layer_or_stage(adapter, layer, stage))
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd positive integer (1 or 3), got {kernel_size}")
         self.kernel_size = int(kernel_size)
@@ -146,11 +151,7 @@ class MetaGradCAM(MetaStepMixin, GradCAM):
         lr: float = DEFAULT_META_LR,
         stage: int | None = None,
     ) -> None:
-        if stage is not None:
-            if layer is not None:
-                raise ValueError("give either layer= or stage=, not both")
-            layer = stage_layer(adapter, stage)
-        super().__init__(adapter, layer)
+        super().__init__(adapter, layer_or_stage(adapter, layer, stage))
         self.meta = bool(meta)
         self.lr = float(lr)
 
