@@ -3,6 +3,12 @@
 # method. Included last, it scans the other rules' inputs for data/maps/... and data/scores/...
 # files. Anything requested later (e.g. by `repro diff` with another method) falls back to the
 # per-(model, method) rules explain_maps and score_maps in rules/explain.smk.
+#
+# REPRO_BATCH_SCOPE=<paper> (set by `repro verify <paper>`) limits the scan to that paper's own
+# rules, so recomputing one paper explains only the methods it shows, not every method of every
+# model it touches. It changes which job computes a file, never the file: each method is seeded
+# afresh in shared.pipeline.batch.
+import os
 import re
 
 _REQUEST = re.compile(r"^data/(?:scores|maps)/([^/]+)/([a-z][a-z0-9_]*)\.(?:json|safetensors)$")
@@ -11,7 +17,10 @@ _REQUEST = re.compile(r"^data/(?:scores|maps)/([^/]+)/([a-z][a-z0-9_]*)\.(?:json
 def requested_methods() -> dict[str, set[str]]:
     """model -> methods whose maps or scores some rule asks for by name."""
     found: dict[str, set[str]] = {}
+    scope = os.environ.get("REPRO_BATCH_SCOPE")
     for r in list(workflow.rules):
+        if scope and Path(r.snakefile).resolve() != (Path("papers") / scope / "rules.smk").resolve():
+            continue
         for f in r.input:
             m = _REQUEST.match(f) if isinstance(f, str) else None
             if m and m.group(1) in config["models"]:

@@ -89,8 +89,11 @@ def compare_results(doc: dict[str, Any], pinned: dict[str, ResultRecord], fresh:
 def _scratch_copy(root: Path) -> Path:
     """A scratch copy of the tracked tree, with the datasets and checkpoints linked in."""
     scratch = Path(tempfile.mkdtemp(prefix="repro-verify-"))
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
+    listing = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True)
+    if listing.returncode != 0:
+        shutil.rmtree(scratch)
+        raise NotADirectoryError(f"{root} is not a git checkout (git ls-files: {listing.stderr.strip()}); repro verify recomputes the checkout's tracked files")
+    for rel in listing.stdout.split():
         if rel.startswith("reports/"):  # recomputed, never copied: the pinned ones stay in the repo
             continue
         src = root / rel
@@ -109,12 +112,18 @@ def verify(paper: str, configfile: str | None, cores: int, root: Path = REPO_ROO
     """Recompute a paper from its models and data in a scratch copy; compare with the pinned results."""
     doc = load_paper(root / "papers" / paper)
     pinned = pinned_results(paper, root)
-    scratch = _scratch_copy(root)
+    try:
+        scratch = _scratch_copy(root)
+    except NotADirectoryError as exc:
+        return 2, f"verify {paper}: {exc}"
     try:
         cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", str(cores), "--quiet", "progress", paper]
         if configfile:
             cmd += ["--configfile", str(Path(configfile).resolve())]
-        run = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True)
+        print(f"verify {paper}: recomputing in {scratch} ({' '.join(cmd[1:])}) ...", file=sys.stderr, flush=True)
+        # only the paper's own methods are explained (rules/batch.smk), not every method of its models
+        env = {**os.environ, "REPRO_BATCH_SCOPE": paper}
+        run = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, env=env)
         if run.returncode != 0:
             return 2, f"recomputing {paper} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
         fresh = {result_key(r): r for r in read_records(scratch / "reports" / paper / "results.json")}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch
 from shared.pipeline import claims, table
 from shared.pipeline.io import load_maps, positive_references, save_maps
 from shared.pipeline.results import records_from_scores, result_key
-from shared.provenance_cli import compare_results
+from shared.provenance_cli import compare_results, verify
 from shared.results import ResultRecord
 
 
@@ -72,6 +74,16 @@ def test_verify_comparison_flags_what_moved():
     rows = compare_results(doc, {"k1": rec(0.5), "k2": rec(0.5)}, {"k1": rec(0.54), "k2": rec(0.6), "k3": rec(0.1)})
     by = {r["key"]: r for r in rows}
     assert not by["k1"]["moved"] and by["k2"]["moved"] and by["k3"]["moved"]
+
+
+def test_verify_outside_a_git_checkout_says_so_and_leaves_no_scratch(tmp_path, repo_root, monkeypatch):
+    shutil.copytree(repo_root / "papers" / "gradcampp", tmp_path / "papers" / "gradcampp")
+    shutil.copytree(repo_root / "reports" / "gradcampp", tmp_path / "reports" / "gradcampp")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    code, report = verify("gradcampp", None, 1, tmp_path)
+    assert code == 2 and "is not a git checkout" in report
+    assert not any((tmp_path / "tmp").iterdir())
 
 
 def test_maps_round_trip(tmp_path):

@@ -1,5 +1,6 @@
 """The whole tiny workflow, for real: twice from scratch (byte-identical reports/), then
-published with DVC and pulled into a second clone, where Snakemake finds nothing to do.
+published with DVC and pulled into a second clone, where Snakemake finds nothing to do, and one
+paper verified against its pinned results (with one of them tampered with).
 
 Slow (a few minutes): every dataset is generated, every model trained, every paper run.
 """
@@ -7,6 +8,7 @@ Slow (a few minutes): every dataset is generated, every model trained, every pap
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import shutil
 import subprocess
@@ -84,3 +86,31 @@ def test_publish_then_pull_in_a_second_clone_needs_no_recomputation(first_run, t
     assert filecmp.cmp(a / "reports" / "models.json", b / "reports" / "models.json", shallow=False)
     plan = run(["snakemake", "--dry-run", "--cores", "1", "--configfile", "config/tiny.yaml"], b, env)
     assert "Nothing to be done" in plan.stdout + plan.stderr, plan.stdout[-3000:]
+
+
+def test_verify_recomputes_a_paper_and_names_the_result_that_moved(first_run, tmp_path_factory, env):
+    no_state = lambda d, names: [n for n in names if d == str(first_run) and n in (".snakemake", "logs")]  # noqa: E731
+    repo = shutil.copytree(first_run, tmp_path_factory.mktemp("clone_verify") / "repo", ignore=no_state)
+    if not (repo / ".git").exists():
+        run(["git", "init", "-q"], repo, env)
+        run(["git", "add", "-A"], repo, env)
+        run(["git", "commit", "-qm", "tiny run"], repo, env)
+    # pin a wrong value for one result: verify must recompute the others to the same numbers
+    pinned = repo / "reports" / "gradcampp" / "results.json"
+    records = json.loads(pinned.read_text())
+    tampered = records[0]
+    tampered["value"] += 0.5
+    pinned.write_text(json.dumps(records, indent=2))
+    key = "/".join(tampered[k] for k in ("dataset", "model", "method", "metric"))
+
+    out = subprocess.run(
+        [str(BIN / "repro"), "verify", "gradcampp", "--configfile", "config/tiny.yaml", "--cores", "2"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    n = len(records)
+    assert f"verify gradcampp: {n - 1} of {n} results within tolerance" in out.stdout, out.stdout
+    moved = [line for line in out.stdout.splitlines() if "MOVED" in line]
+    assert len(moved) == 1 and key in moved[0], out.stdout
+    # the scratch copy is gone and the repository's own outputs are untouched
+    assert json.loads(pinned.read_text())[0]["value"] == tampered["value"]
