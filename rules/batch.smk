@@ -41,6 +41,8 @@ for _model, _methods in sorted(requested_methods().items()):
         output:
             maps=[f"data/maps/{_model}/{m}.safetensors" for m in _methods],
             scores=[f"data/scores/{_model}/{m}.json" for m in _methods],
+        # the model with most methods first: it is the longest job after training
+        priority: len(_methods)
         params:
             cfg=step_cfg(),
             methods=" ".join(_methods),

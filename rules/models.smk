@@ -35,6 +35,9 @@ rule train_model:
     # the step sets its torch threads from the config (pinned numbers need a fixed count);
     # telling Snakemake keeps it from running other jobs on those cores
     threads: config.get("threads", 1)
+    # Longest training first (epochs as the proxy): the ViT's training heads the critical path
+    # (train -> explain -> figures); started last, it left one core idle at the end of a -c2 run.
+    priority: lambda wc: 100 + int(config["models"][wc.model]["epochs"])
     shell:
         "python -m shared.models.train --name {wildcards.model} --data {input.data} "
         "--out {output.weights} --config-json {params.cfg} > {log} 2>&1"

@@ -16,6 +16,7 @@ from .faithfulness import (
     insertion,
     keep_top_fraction,
     perturbation_curve_reference,
+    rise_substrate,
 )
 from .localisation import (
     MaxBoxAcc,
@@ -55,6 +56,7 @@ __all__ = [
     "reinitialise",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "rise_substrate",
     "spearman",
     "ssim",
     "top_k_overlap",

@@ -64,29 +64,50 @@ def largest_component_boxes(foreground: Tensor) -> Tensor:
 
 
 def _largest_component_boxes_scipy(foreground: Tensor) -> Tensor:
+    import numpy as np
     from scipy import ndimage
 
     n, h, w = foreground.shape
-    structure = torch.zeros(3, 3, 3, dtype=torch.bool)
+    structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = True  # 8-connectivity inside a map, nothing across maps
-    labels_np, count = ndimage.label(foreground.numpy(), structure=structure.numpy())
-    labels = torch.from_numpy(labels_np).long().reshape(n, h * w)  # 0 = background, 1..count
+    labels, count = ndimage.label(foreground.numpy(), structure=structure)
     if count == 0:
         return torch.zeros(n, 4, dtype=torch.int64)
-    flat_index = torch.arange(h * w).expand(n, -1)
-    ones = torch.ones_like(labels)
-    size = torch.zeros(count + 1, dtype=torch.int64).scatter_add_(0, labels.flatten(), ones.flatten())
-    last = torch.full((count + 1,), -1, dtype=torch.int64).scatter_reduce_(0, labels.flatten(), flat_index.flatten(), "amax")
-    owner = torch.zeros(count + 1, dtype=torch.int64).scatter_(0, labels.flatten(), torch.arange(n).repeat_interleave(h * w))
-    # one key per component: more pixels first, then the later last pixel (the tie rule)
-    key = size * (h * w + 1) + last
-    key[0] = -1
-    best_key = torch.full((n,), -1, dtype=torch.int64).scatter_reduce_(0, owner[1:], key[1:], "amax")
-    best_label = torch.zeros(n, dtype=torch.int64)
-    is_best = key[1:] == best_key[owner[1:]]
-    best_label[owner[1:][is_best]] = torch.arange(1, count + 1)[is_best]
-    member = (labels == best_label.view(-1, 1)) & (best_label.view(-1, 1) > 0)
-    return _member_boxes(member, n, h, w)
+    # Every step is a C pass over the pixels or over the components: noisy maps have
+    # hundreds of thousands of components per stack, so nothing loops over them in Python.
+    flat = labels.reshape(n, h * w)
+    size = np.bincount(labels.ravel(), minlength=count + 1)[1:]  # component c has label c + 1
+    # SciPy numbers components in raster order of the stack, so map z holds labels
+    # top[z - 1] + 1 .. top[z]: components are grouped by map, in segments.
+    top = np.maximum.accumulate(flat.max(1))
+    prev = np.concatenate([[0], top[:-1]])
+    nonempty = top > prev
+    seg = prev[nonempty]  # first component of each non-empty map
+    owner = np.searchsorted(top, np.arange(1, count + 1), side="left")
+    best_size = np.zeros(n, dtype=size.dtype)
+    best_size[nonempty] = np.maximum.reduceat(size, seg)
+    candidate = size == best_size[owner]
+    tied_map = np.zeros(n, dtype=bool)
+    tied_map[nonempty] = np.add.reduceat(candidate.astype(np.int64), seg) > 1
+    # Ties: the component whose last pixel in raster order comes later wins.
+    key = np.where(candidate, 0, -1)
+    tied = candidate & tied_map[owner]
+    if tied.any():
+        pixels = np.flatnonzero(np.concatenate([[False], tied])[labels.ravel()])
+        last = np.full(count + 1, -1, dtype=np.int64)
+        np.maximum.at(last, labels.ravel()[pixels], pixels)
+        key = np.where(tied, last[1:], key)
+    best_key = np.full(n, -2, dtype=np.int64)
+    best_key[nonempty] = np.maximum.reduceat(key, seg)
+    winner = candidate & (key == best_key[owner])  # one per non-empty map
+    is_best = np.concatenate([[False], winner])
+    member = is_best[labels]  # (N, H, W): pixels of each map's largest component
+    rows, cols = member.any(2), member.any(1)
+    boxes = np.stack(
+        [cols.argmax(1), rows.argmax(1), w - cols[:, ::-1].argmax(1), h - rows[:, ::-1].argmax(1)], axis=1
+    ).astype(np.int64)
+    boxes[~nonempty] = 0
+    return torch.from_numpy(boxes)
 
 
 def _member_boxes(member: Tensor, n: int, h: int, w: int) -> Tensor:

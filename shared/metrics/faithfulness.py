@@ -67,23 +67,45 @@ def trapezoid_auc(curves: Tensor) -> Tensor:
     return (curves.sum(-1) - 0.5 * (curves[..., 0] + curves[..., -1])) / steps
 
 
+def _check_endpoint_scores(endpoint_scores: tuple[Tensor, Tensor] | None, b: int) -> tuple[Tensor, Tensor] | None:
+    if endpoint_scores is None:
+        return None
+    first, last = endpoint_scores
+    if tuple(first.shape) != (b,) or tuple(last.shape) != (b,):
+        raise ValueError(f"endpoint_scores must be two ({b},) tensors (scores at step 0 and at the last step)")
+    return first, last
+
+
 def _perturbation_curves(
-    maps: Tensor, start: Tensor, finish: Tensor, score_fn: ScoreFn, steps: int, max_batch: int
+    maps: Tensor,
+    start: Tensor,
+    finish: Tensor,
+    score_fn: ScoreFn,
+    steps: int,
+    max_batch: int,
+    endpoint_scores: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """Scores of images that move from ``start`` to ``finish`` pixel by pixel in saliency order.
 
-    Row r = b * (steps + 1) + k is image b after k steps; a pixel is taken from ``finish`` when
+    Row r = b * (steps' + 1) + k is image b after k steps; a pixel is taken from ``finish`` when
     its position in the (stable, descending) saliency order is below the step's count. The
     perturbed images are built chunk by chunk, never all at once, to bound memory.
+
+    Step 0 is ``start`` and the last step is ``finish`` whatever the map: when their scores are
+    given (``endpoint_scores``, computed once for every method explained on the same images),
+    only the steps in between are scored — 2 of the steps + 1 forward passes per image saved.
     """
     b, h, w = maps.shape
     n = h * w
+    known = _check_endpoint_scores(endpoint_scores, b)
     order = stable_descending_order(maps.flatten(1))
     position = torch.empty_like(order)
     position.scatter_(1, order, torch.arange(n, device=maps.device).expand(b, n))
     counts = torch.tensor(changed_counts(n, steps), device=maps.device)
-    owners = torch.arange(b, device=maps.device).repeat_interleave(steps + 1)
-    step_of_row = torch.arange(steps + 1, device=maps.device).repeat(b)
+    scored_steps = torch.arange(1, steps, device=maps.device) if known else torch.arange(steps + 1, device=maps.device)
+    per_image = scored_steps.shape[0]
+    owners = torch.arange(b, device=maps.device).repeat_interleave(per_image)
+    step_of_row = scored_steps.repeat(b)
 
     def make_rows(rows: Tensor) -> Tensor:
         img = owners[rows]
@@ -91,8 +113,11 @@ def _perturbation_curves(
         changed = changed.view(-1, 1, h, w)
         return torch.where(changed, finish[img], start[img])
 
-    scores = _scores_chunked(make_rows, owners, score_fn, max_batch)
-    return scores.view(b, steps + 1)
+    scores = _scores_chunked(make_rows, owners, score_fn, max_batch).view(b, per_image)
+    if known is None:
+        return scores
+    first, last = (t.to(device=scores.device, dtype=torch.float64).view(b, 1) for t in known)
+    return torch.cat([first, scores, last], dim=1)
 
 
 def _as_image_batch(value: float | Tensor, images: Tensor, name: str) -> Tensor:
@@ -111,6 +136,7 @@ def deletion(
     baseline: float | Tensor = 0.0,
     max_batch: int = 256,
     return_curves: bool = False,
+    endpoint_scores: tuple[Tensor, Tensor] | None = None,
 ) -> CurveResult:
     """Deletion AUC per image (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1). Lower is better.
 
@@ -118,12 +144,13 @@ def deletion(
     first) and set to ``baseline`` (zeros by default, as in RISE) in ``steps`` equal steps;
     the AUC is the trapezoid rule of the score over steps + 1 points at fractions
     k / steps, k = 0..steps (see :func:`changed_counts`). All B * (steps + 1) perturbed images
-    are scored in chunks of ``max_batch``.
+    are scored in chunks of ``max_batch``; with ``endpoint_scores`` = (scores of the images,
+    scores of the baseline), which no map changes, B * (steps - 1).
     """
     maps = check_maps(maps)
     images = check_images(images, maps)
     finish = _as_image_batch(baseline, images, "baseline")
-    curves = _perturbation_curves(maps.to(images.device), images, finish, score_fn, steps, max_batch)
+    curves = _perturbation_curves(maps.to(images.device), images, finish, score_fn, steps, max_batch, endpoint_scores)
     return _result(curves, return_curves)
 
 
@@ -136,6 +163,7 @@ def insertion(
     blur_padding: str = "reflect",
     max_batch: int = 256,
     return_curves: bool = False,
+    endpoint_scores: tuple[Tensor, Tensor] | None = None,
 ) -> CurveResult:
     """Insertion AUC per image (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1). Higher is better.
 
@@ -144,15 +172,21 @@ def insertion(
     :func:`~shared.metrics._filters.rise_blur_parameters`), the image's pixels are inserted in
     descending saliency order in ``steps`` equal steps; AUC as in :func:`deletion`.
     ``blur_padding="zeros"`` reproduces RISE's zero-padded blur exactly; the default reflects.
+    ``endpoint_scores`` = (scores of the substrate, scores of the images) skips those two steps.
     """
     maps = check_maps(maps)
     images = check_images(images, maps)
     if substrate is None:
-        size, sigma = rise_blur_parameters(images.shape[2], images.shape[3])
-        substrate = gaussian_blur(images, size, sigma, blur_padding)
+        substrate = rise_substrate(images, blur_padding)
     start = _as_image_batch(substrate, images, "substrate")
-    curves = _perturbation_curves(maps.to(images.device), start, images, score_fn, steps, max_batch)
+    curves = _perturbation_curves(maps.to(images.device), start, images, score_fn, steps, max_batch, endpoint_scores)
     return _result(curves, return_curves)
+
+
+def rise_substrate(images: Tensor, blur_padding: str = "reflect") -> Tensor:
+    """Insertion's default start: the images blurred with RISE's Gaussian scaled to their size."""
+    size, sigma = rise_blur_parameters(images.shape[2], images.shape[3])
+    return gaussian_blur(images, size, sigma, blur_padding)
 
 
 def _result(curves: Tensor, return_curves: bool) -> CurveResult:
@@ -243,6 +277,7 @@ def average_drop_increase(
     score_fn: ScoreFn,
     keep: tuple[float, ...] = (1.0,),
     max_batch: int = 256,
+    base_scores: Tensor | None = None,
 ) -> dict[float, DropIncrease]:
     """Average Drop and Increase in Confidence (Chattopadhyay et al., Grad-CAM++, WACV 2018, Sec. 5.1).
 
@@ -257,7 +292,7 @@ def average_drop_increase(
     set to zero (:func:`keep_top_fraction`); T-TAME reports keep = 1.0, 0.5 and 0.15
     (AD/IC 100%, 50%, 15%). ``keep = 1.0`` is the original Grad-CAM++ metric. Returns one
     :class:`DropIncrease` per keep fraction. ``score_fn`` must return positive scores (use
-    probabilities, as both papers do).
+    probabilities, as both papers do). ``base_scores``: Y, when already computed.
     """
     maps = check_maps(maps)
     images = check_images(images, maps)
@@ -266,7 +301,11 @@ def average_drop_increase(
     normalised = minmax_normalise(maps)
     masks = torch.stack([keep_top_fraction(normalised, float(k)) for k in keep])  # (F, B, H, W)
     index = torch.arange(b, device=images.device)
-    with torch.no_grad():
+    if base_scores is not None:
+        if tuple(base_scores.shape) != (b,):
+            raise ValueError(f"base_scores must have shape ({b},), got {tuple(base_scores.shape)}")
+        base = base_scores.to(device=images.device, dtype=torch.float64)
+    else:
         base = _scores_chunked(lambda rows: images[rows], index, score_fn, max_batch)
     owners = index.repeat(len(keep))
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from shared.pipeline.explain import build_for, explain_in_batches
 from shared.pipeline.io import eval_batch, save_maps, write_json
-from shared.pipeline.score import score_maps
+from shared.pipeline.score import reference_scores, score_maps
 from shared.runtime import seed_everything, setup_from_config
 
 
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(args.config_json)
     device = setup_from_config(cfg)
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
+    references = reference_scores(batch, cfg["eval"])  # once for all methods
     for method in tqdm(args.methods, desc=f"{batch.adapter.name}: methods", unit="method", disable=None):
         # each method starts from the same random state, whatever ran before it
         seed_everything(int(cfg.get("seed", 0)))
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         maps = explain_in_batches(explainer, batch.images, batch.target, cfg["eval"]["batch_size"], desc=method)
         meta = {"method": method, "model": batch.adapter.name, "dataset": batch.dataset, "n": int(maps.shape[0])}
         save_maps(Path(args.maps_dir) / f"{method}.safetensors", maps, meta)
-        scores = score_maps(batch, maps, cfg["eval"])
+        scores = score_maps(batch, maps, cfg["eval"], references)
         scores.update(meta)
         write_json(Path(args.scores_dir) / f"{method}.json", scores)
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,8 +32,34 @@ def score_fn_for(batch: EvalBatch):
     return score
 
 
-def score_maps(batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any]) -> dict[str, Any]:
-    """Every metric that applies to the batch's model, per image."""
+@dataclass(frozen=True)
+class ReferenceScores:
+    """Scores no map changes: the images, the deletion baseline (zeros) and the insertion
+    substrate (RISE's blur). Computed once per model, shared by every method scored on it."""
+
+    images: torch.Tensor
+    blank: torch.Tensor
+    blurred: torch.Tensor
+    substrate: torch.Tensor
+
+
+def reference_scores(batch: EvalBatch, eval_cfg: dict[str, Any]) -> ReferenceScores:
+    score = score_fn_for(batch)
+    index = torch.arange(batch.images.shape[0], device=batch.images.device)
+    substrate = metrics.rise_substrate(batch.images)
+    size = int(eval_cfg["batch_size"])
+
+    def scores_of(images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([score(images[i : i + size], index[i : i + size]).double() for i in range(0, len(index), size)])
+
+    return ReferenceScores(scores_of(batch.images), scores_of(torch.zeros_like(batch.images)), scores_of(substrate), substrate)
+
+
+def score_maps(
+    batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any], references: ReferenceScores | None = None
+) -> dict[str, Any]:
+    """Every metric that applies to the batch's model, per image. ``references``: the scores
+    shared by every method on this batch (:func:`reference_scores`), computed here when absent."""
     maps = maps.to(batch.images.device)
     if maps.shape[0] != batch.images.shape[0]:
         raise ValueError(
@@ -43,10 +70,18 @@ def score_maps(batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any]) -
     boxes = batch.split.boxes.to(maps.device)
     score = score_fn_for(batch)
     steps = int(eval_cfg["deletion_steps"])
-    max_batch = max(int(eval_cfg["batch_size"]) * 4, 64)
+    # Perturbed images go through the model eval.batch_size at a time: on CPU, batches of 32
+    # run 1.2-1.9x faster per image than 128 (cache-bound); on a GPU raise eval.batch_size.
+    max_batch = int(eval_cfg["batch_size"])
+    ref = references or reference_scores(batch, eval_cfg)
     per_image: dict[str, torch.Tensor] = {
-        "deletion": metrics.deletion(maps, batch.images, score, steps=steps, max_batch=max_batch).auc,
-        "insertion": metrics.insertion(maps, batch.images, score, steps=steps, max_batch=max_batch).auc,
+        "deletion": metrics.deletion(
+            maps, batch.images, score, steps=steps, max_batch=max_batch, endpoint_scores=(ref.images, ref.blank)
+        ).auc,
+        "insertion": metrics.insertion(
+            maps, batch.images, score, steps=steps, substrate=ref.substrate, max_batch=max_batch,
+            endpoint_scores=(ref.blurred, ref.images),
+        ).auc,
         "pointing_game": metrics.pointing_game(maps, masks),
         "energy_pointing_game": metrics.energy_pointing_game(maps, boxes),
         "relevance_mass": metrics.relevance_mass_accuracy(maps, masks),
@@ -56,7 +91,7 @@ def score_maps(batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any]) -
     if batch.adapter.task == "classifier":
         # Average Drop / Increase in Confidence divide by the score on the image, which must be
         # a probability: they are defined for classifiers only.
-        adic = metrics.average_drop_increase(maps, batch.images, score, keep=(1.0, 0.5, 0.15), max_batch=max_batch)
+        adic = metrics.average_drop_increase(maps, batch.images, score, keep=(1.0, 0.5, 0.15), max_batch=max_batch, base_scores=ref.images)
         per_image["average_drop"] = adic[1.0].drop
         per_image["increase_in_confidence"] = adic[1.0].increase
         per_image["average_drop_50"] = adic[0.5].drop

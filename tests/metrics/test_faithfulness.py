@@ -91,6 +91,40 @@ def test_batched_equals_reference_loop():
         assert torch.allclose(got.auc, ref_auc, atol=1e-6, rtol=0)
 
 
+def test_known_endpoint_scores_skip_two_steps_and_change_nothing():
+    model = small_cnn()
+    gen = torch.Generator().manual_seed(5)
+    images = torch.rand(3, 3, 8, 8, generator=gen)
+    maps = torch.rand(3, 8, 8, generator=gen).round(decimals=1)
+    classes = torch.tensor([1, 2, 4])
+    rows_scored = []
+
+    def score(x, index):
+        rows_scored.append(x.shape[0])
+        return model(x).softmax(1).gather(1, classes[index].view(-1, 1)).squeeze(1)
+
+    steps = 6
+    everything = torch.arange(3)
+    clean, blank = score(images, everything), score(torch.zeros_like(images), everything)
+    blurred = gaussian_blur(images, *rise_blur_parameters(8, 8))
+    on_blur = score(blurred, everything)
+    rows_scored.clear()
+    got = deletion(maps, images, score, steps=steps, max_batch=4, endpoint_scores=(clean, blank), return_curves=True)
+    assert sum(rows_scored) == 3 * (steps - 1)  # steps 1..5 only
+    ref_auc, ref_curves = perturbation_curve_reference(maps, images, score, steps, finish=torch.zeros_like(images))
+    assert torch.allclose(got.curves, ref_curves, atol=1e-6, rtol=0)
+    assert torch.allclose(got.auc, ref_auc, atol=1e-6, rtol=0)
+    got = insertion(maps, images, score, steps=steps, endpoint_scores=(on_blur, clean))
+    ref_auc, _ = perturbation_curve_reference(maps, images, score, steps, finish=images, start=blurred)
+    assert torch.allclose(got.auc, ref_auc, atol=1e-6, rtol=0)
+    rows_scored.clear()
+    given_base = average_drop_increase(maps, images, score, base_scores=clean.double())[1.0]
+    assert sum(rows_scored) == 3  # only the masked images
+    assert torch.allclose(given_base.drop, average_drop_increase(maps, images, score)[1.0].drop, atol=1e-9)
+    with pytest.raises(ValueError, match="endpoint_scores must be two"):
+        deletion(maps, images, score, steps=steps, endpoint_scores=(clean[:2], blank))
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), steps=st.integers(1, 20))
 def test_perfect_map_deletes_no_worse_than_reversed_on_additive_model(seed, steps):
