@@ -106,11 +106,12 @@ def provenance(config: Any, seed: int | None = None, device: str | None = None, 
 
     ``seed`` defaults to ``config["seed"]`` and ``device`` to ``config["device"]`` when present.
     ``git_dirty`` is True when tracked files differ from the commit (the number may not be
-    reproducible from the commit alone).
+    reproducible from the commit alone). ``reports/`` is left out of that check: it holds the
+    workflow's outputs, which a rerun rewrites while it runs, not its inputs.
     """
     root = Path(root) if root is not None else repo_root()
     commit = _git(root, "rev-parse", "HEAD")
-    status = _git(root, "status", "--porcelain", "--untracked-files=no") if commit else None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports") if commit else None
     if seed is None and isinstance(config, dict) and config.get("seed") is not None:
         seed = int(config["seed"])
     if device is None and isinstance(config, dict) and config.get("device") is not None:

@@ -50,6 +50,15 @@ def test_provenance_reads_files_and_tolerates_missing_ones(tmp_path):
     assert prov["uv_lock_sha256"] == hashlib.sha256(b"lock\n").hexdigest()
     assert prov["data_dvc_sha256"] == hashlib.sha256(b"outs: []\n").hexdigest()
     assert len(prov["git_commit"]) == 40 and prov["git_dirty"] is False
+    # rewriting an output under reports/ is not a dirty tree; changing an input is
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "r.json").write_text("1")
+    subprocess.run(["git", "add", "reports"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "r"], cwd=tmp_path, check=True)
+    (tmp_path / "reports" / "r.json").write_text("2")
+    assert provenance({}, root=tmp_path)["git_dirty"] is False
+    (tmp_path / "uv.lock").write_bytes(b"changed\n")
+    assert provenance({}, root=tmp_path)["git_dirty"] is True
     # Key order does not change the config hash; a value does.
     assert prov["config_sha256"] == provenance({"a": 2, "b": 1}, root=tmp_path)["config_sha256"]
     assert prov["config_sha256"] != provenance({"a": 3, "b": 1}, root=tmp_path)["config_sha256"]
