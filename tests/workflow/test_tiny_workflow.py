@@ -68,6 +68,17 @@ def test_two_cold_runs_give_identical_reports(first_run, tmp_path_factory, env):
     assert not differing, f"not byte-identical across cold runs: {differing}"
 
 
+def test_html_report_has_every_paper_and_the_captions_of_paper_yaml(first_run, tmp_path, env):
+    out = tmp_path / "report.html"
+    run([str(BIN / "repro"), "report", "--configfile", "config/tiny.yaml", "--out", str(out)], first_run, env)
+    html = out.read_text(errors="replace")
+    papers = sorted(d.name for d in (first_run / "papers").iterdir() if (d / "rules.smk").exists() and not d.name.startswith("_"))
+    missing = [p for p in papers if p not in html]
+    assert not missing, f"papers absent from the report: {missing}"
+    # a caption written in papers/gradcampp/paper.yaml, carried into the report
+    assert "Average Drop (lower is better) and Increase in Confidence" in html
+
+
 def test_publish_then_pull_in_a_second_clone_needs_no_recomputation(first_run, tmp_path_factory, env):
     a = first_run
     run(["git", "init", "-q"], a, env)
