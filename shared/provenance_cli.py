@@ -117,7 +117,8 @@ def verify(paper: str, configfile: str | None, cores: int, root: Path = REPO_ROO
     except NotADirectoryError as exc:
         return 2, f"verify {paper}: {exc}"
     try:
-        cmd = [str(Path(sys.executable).with_name("snakemake")), "--cores", str(cores), "--quiet", "progress", paper]
+        # the target comes first: --quiet takes any number of values and would swallow it
+        cmd = [str(Path(sys.executable).with_name("snakemake")), paper, "--cores", str(cores), "--quiet", "progress"]
         if configfile:
             cmd += ["--configfile", str(Path(configfile).resolve())]
         print(f"verify {paper}: recomputing in {scratch} ({' '.join(cmd[1:])}) ...", file=sys.stderr, flush=True)
@@ -169,7 +170,7 @@ def pull(configfile: str | None, root: Path = REPO_ROOT) -> int:
     rc = _run([_bin("dvc"), "pull"], root)
     if rc:
         return rc
-    cmd = [_bin("snakemake"), "--touch", "--cores", "1", "--quiet", "all"]
+    cmd = [_bin("snakemake"), "all", "--touch", "--cores", "1", "--quiet", "progress"]  # target first (see verify)
     if configfile:
         cmd += ["--configfile", configfile]
     return _run(cmd, root)
