@@ -1,5 +1,6 @@
 # Helpers shared by every rules file. Papers register their final outputs in PAPER_TARGETS.
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -48,6 +49,11 @@ def _captions() -> dict[str, tuple[str, str]]:
         for item in [*doc.get("figures", []), *doc.get("tables", [])]:
             ref = f" (paper: {item['paper_ref']})" if item.get("paper_ref") else ""
             found[item["file"]] = (doc["id"], f"{doc['title']}{ref}. {item['caption']}")
+        found[f"reports/{doc['id']}/claims.md"] = (
+            doc["id"],
+            f"{doc['title']}: each claim of the paper that the benchmark can test, judged against our numbers "
+            "(reproduced, not reproduced — with the numbers — or not evaluated).",
+        )
     return found
 
 
@@ -59,12 +65,39 @@ def in_report(path: str, category: str | None = None, caption: str | None = None
     """Flag an output for the HTML report (`snakemake --report reports/report.html`).
 
     The caption comes from the paper.yaml entry whose ``file`` is ``path`` (what the paper's
-    figure was, what we see); the category is the paper id.
+    figure was, what we see); the category is the paper id. A ``path`` with wildcards
+    (``reports/gradcampp/{table}.md``) gets every matching entry's caption, chosen per job by a
+    Jinja condition on ``snakemake.wildcards`` (Snakemake renders captions with Jinja).
     """
-    paper, text = CAPTIONS.get(path, (category or "other", caption or Path(path).stem.replace("_", " ")))
+    if "{" in path and caption is None:
+        paper, text = _pattern_caption(path, category)
+    else:
+        paper, text = CAPTIONS.get(path, (category or "other", caption or Path(path).stem.replace("_", " ")))
+        text = _rst(caption or text)
     CAPTION_DIR.mkdir(parents=True, exist_ok=True)
-    cap = CAPTION_DIR / (path.replace("/", "__") + ".rst")
-    body = (caption or text).replace("*", "\\*") + "\n"
+    cap = CAPTION_DIR / (re.sub(r"[^A-Za-z0-9_.-]", "_", path.replace("/", "__")) + ".rst")
+    body = text + "\n"
     if not cap.exists() or cap.read_text() != body:
         cap.write_text(body)
     return report(path, caption=str(cap), category=category or paper)
+
+
+def _rst(text: str) -> str:
+    return text.replace("*", "\\*")
+
+
+def _pattern_caption(pattern: str, category: str | None) -> tuple[str, str]:
+    """(paper, Jinja caption) for an output pattern: one branch per paper.yaml file it matches."""
+    names = re.findall(r"{(\w+)}", pattern)
+    regex = re.compile("^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(pattern)) + "$")
+    branches, paper = [], category or "other"
+    for file, (owner, text) in sorted(CAPTIONS.items()):
+        m = regex.match(file)
+        if m:
+            paper = category or owner
+            cond = " and ".join(f"snakemake.wildcards.{n} == {m.group(n)!r}" for n in names)
+            branches.append((cond, _rst(text)))
+    if not branches:
+        return paper, Path(pattern).stem.replace("_", " ")
+    body = "".join(f"{{% {'if' if i == 0 else 'elif'} {cond} %}}{text}" for i, (cond, text) in enumerate(branches))
+    return paper, body + "{% endif %}"

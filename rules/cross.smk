@@ -16,7 +16,7 @@ if LEADERBOARD_SCORES:
         input:
             LEADERBOARD_SCORES,
         output:
-            "reports/leaderboard.md",
+            in_report("reports/leaderboard.md", "leaderboard", "The leaderboard as a table: every method on every model it applies to, means with 95 % bootstrap CIs."),
             in_report("reports/leaderboard.csv", "leaderboard", "Every method on every model it applies to: means with 95 % bootstrap CIs."),
             in_report("reports/leaderboard.png", "leaderboard", "The leaderboard as a figure: each panel a metric, each colour a model."),
             "reports/leaderboard.json",

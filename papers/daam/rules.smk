@@ -43,7 +43,7 @@ rule daam_claims:
     input:
         "reports/daam/results.json",
     output:
-        "reports/daam/claims.md",
+        in_report("reports/daam/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper daam --results {input} --out {output}"
 
@@ -53,7 +53,7 @@ rule daam_figure:
         model="data/models/vit.safetensors",
         data=lambda wc: model_dataset_dir("vit"),
     output:
-        "reports/daam/{kind}.png",
+        in_report("reports/daam/{kind}.png"),
     wildcard_constraints:
         kind="flow|flow_ssl",
     params:

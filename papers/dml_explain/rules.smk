@@ -31,7 +31,7 @@ rule dml_explain_table:
     input:
         "reports/dml_explain/results.json",
     output:
-        "reports/dml_explain/{table}.md",
+        in_report("reports/dml_explain/{table}.md"),
     wildcard_constraints:
         table="faithfulness|localisation",
     params:
@@ -46,7 +46,7 @@ rule dml_explain_claims:
     input:
         "reports/dml_explain/results.json",
     output:
-        "reports/dml_explain/claims.md",
+        in_report("reports/dml_explain/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper dml_explain --results {input} --out {output}"
 
@@ -56,7 +56,7 @@ rule dml_explain_agreement:
         scores=expand("data/scores/{{model}}/{method}.json", method=DML_METHODS),
         maps=expand("data/maps/{{model}}/{method}.safetensors", method=DML_METHODS),
     output:
-        "reports/dml_explain/agreement_{model}.md",
+        in_report("reports/dml_explain/agreement_{model}.md"),
     params:
         methods=" ".join(DML_METHODS),
         cfg=lambda wc: results_cfg(),
@@ -70,7 +70,7 @@ rule dml_explain_figure:
         models=expand("data/models/{model}.safetensors", model=DML_MODELS),
         data="data/datasets/parts",
     output:
-        "reports/dml_explain/{figure}.png",
+        in_report("reports/dml_explain/{figure}.png"),
     wildcard_constraints:
         figure="retrieval|point_specific",
     params:

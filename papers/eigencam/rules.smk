@@ -60,7 +60,7 @@ rule eigencam_claims:
         "reports/eigencam/results.json",
         "reports/eigencam/adversarial.json",
     output:
-        "reports/eigencam/claims.md",
+        in_report("reports/eigencam/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper eigencam --results {input} --out {output}"
 

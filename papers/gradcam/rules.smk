@@ -40,7 +40,7 @@ rule gradcam_table:
     input:
         "reports/gradcam/results.json",
     output:
-        "reports/gradcam/{table}.md",
+        in_report("reports/gradcam/{table}.md"),
     wildcard_constraints:
         table="localisation|pointing",
     params:
@@ -57,7 +57,7 @@ rule gradcam_claims:
         "reports/gradcam/pairs.json",
         "reports/gradcam/sanity.json",
     output:
-        "reports/gradcam/claims.md",
+        in_report("reports/gradcam/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper gradcam --results {input} --out {output}"
 

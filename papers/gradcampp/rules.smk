@@ -27,7 +27,7 @@ rule gradcampp_table:
     input:
         "reports/gradcampp/results.json",
     output:
-        "reports/gradcampp/{table}.md",
+        in_report("reports/gradcampp/{table}.md"),
     wildcard_constraints:
         table="faithfulness|localisation",
     params:
@@ -45,7 +45,7 @@ rule gradcampp_claims:
     input:
         "reports/gradcampp/results.json",
     output:
-        "reports/gradcampp/claims.md",
+        in_report("reports/gradcampp/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper gradcampp --results {input} --out {output}"
 

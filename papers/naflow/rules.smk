@@ -43,7 +43,7 @@ rule naflow_claims:
     input:
         "reports/naflow/results.json",
     output:
-        "reports/naflow/claims.md",
+        in_report("reports/naflow/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper naflow --results {input} --out {output}"
 

@@ -60,7 +60,7 @@ rule normgrad_claims:
         "reports/normgrad/results.json",
         "reports/normgrad/class_sensitivity.json",
     output:
-        "reports/normgrad/claims.md",
+        in_report("reports/normgrad/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper normgrad --results {input} --out {output}"
 

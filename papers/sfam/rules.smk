@@ -28,7 +28,7 @@ rule sfam_table:
     input:
         "reports/sfam/results.json",
     output:
-        "reports/sfam/{table}.md",
+        in_report("reports/sfam/{table}.md"),
     wildcard_constraints:
         table="faithfulness|localisation",
     params:
@@ -43,7 +43,7 @@ rule sfam_claims:
     input:
         "reports/sfam/results.json",
     output:
-        "reports/sfam/claims.md",
+        in_report("reports/sfam/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper sfam --results {input} --out {output}"
 

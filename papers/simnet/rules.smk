@@ -28,7 +28,7 @@ rule simnet_table:
     input:
         "reports/simnet/results.json",
     output:
-        "reports/simnet/{table}.md",
+        in_report("reports/simnet/{table}.md"),
     wildcard_constraints:
         table="faithfulness",
     params:
@@ -43,7 +43,7 @@ rule simnet_claims:
     input:
         "reports/simnet/results.json",
     output:
-        "reports/simnet/claims.md",
+        in_report("reports/simnet/claims.md"),
     shell:
         "python -m shared.pipeline.claims --paper simnet --results {input} --out {output}"
 

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     write_records(records, out.with_suffix(".json"))
     sections = ["# Leaderboard", "", "Every method on every model it applies to, on the common metrics (see `docs/ARCHITECTURE.md`).", ""]
     md, csv_text = table.render(records, COMMON_METRICS, None, None, None)
-    write_text(out, "\n".join(sections) + md)
+    write_text(out, "\n".join(sections) + "\n" + md)  # a blank line: a Markdown table cannot interrupt a paragraph
     write_text(out.with_suffix(".csv"), csv_text)
     leaderboard_figure(records, COMMON_METRICS, out.with_suffix(".png"))
     return 0

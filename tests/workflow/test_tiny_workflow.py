@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,10 @@ def test_tiny_workflow_makes_every_paper(first_run):
     for paper in papers:
         assert (reports / paper / "results.json").exists(), f"{paper} made no results.json"
         assert (reports / paper / "claims.md").exists(), f"{paper} judged no claims"
+        doc = yaml.safe_load((first_run / "papers" / paper / "paper.yaml").read_text())
+        declared = [item["file"] for item in (doc.get("figures") or []) + (doc.get("tables") or [])]
+        missing = [f for f in declared if not (first_run / f).exists()]
+        assert not missing, f"{paper}: paper.yaml declares files the workflow did not make: {missing}"
 
 
 def test_two_cold_runs_give_identical_reports(first_run, tmp_path_factory, env):
@@ -75,8 +80,14 @@ def test_html_report_has_every_paper_and_the_captions_of_paper_yaml(first_run, t
     papers = sorted(d.name for d in (first_run / "papers").iterdir() if (d / "rules.smk").exists() and not d.name.startswith("_"))
     missing = [p for p in papers if p not in html]
     assert not missing, f"papers absent from the report: {missing}"
-    # a caption written in papers/gradcampp/paper.yaml, carried into the report
-    assert "Average Drop (lower is better) and Increase in Confidence" in html
+    # every figure and table a paper.yaml declares, with its caption (the report escapes
+    # non-ASCII as JSON does), and every paper's claims
+    for paper in papers:
+        doc = yaml.safe_load((first_run / "papers" / paper / "paper.yaml").read_text())
+        for item in (doc.get("figures") or []) + (doc.get("tables") or []):
+            words = json.dumps(item["caption"])[1:41]
+            assert words in html, f"{item['file']}: its caption is not in the report"
+        assert f"{doc['title']}: each claim of the paper" in html or json.dumps(doc["title"])[1:-1] + ": each claim" in html, paper
 
 
 def test_publish_then_pull_in_a_second_clone_needs_no_recomputation(first_run, tmp_path_factory, env):
