@@ -170,7 +170,8 @@ def pull(configfile: str | None, root: Path = REPO_ROOT) -> int:
     rc = _run([_bin("dvc"), "pull"], root)
     if rc:
         return rc
-    cmd = [_bin("snakemake"), "all", "--touch", "--cores", "1", "--quiet", "progress"]  # target first (see verify)
+    # target first (see verify); progress lines only, not every touched job
+    cmd = [_bin("snakemake"), "all", "--touch", "--cores", "1", "--quiet", "host", "reason", "rules"]
     if configfile:
         cmd += ["--configfile", configfile]
     return _run(cmd, root)
