@@ -117,6 +117,15 @@ def load_pairs(adapter: ModelAdapter, dataset_dir: str, n_images: int, device: t
     """The first ``n_images`` pair images whose two classes the classifier knows, labels in its indexing."""
     split = load_split(dataset_dir, "test", limit=n_images)
     known = adapter.classes or split.classes
+    n_logits = getattr(adapter.model, "num_classes", None)
+    if n_logits is not None and n_logits != len(known):
+        # e.g. paper-scale: ImageNet classifiers (1000 logits) whose checkpoints name Imagenette's
+        # 10 classes; VOC pair images would need a VOC -> ImageNet class mapping (not implemented)
+        raise ValueError(
+            f"{adapter.name} has {n_logits} outputs but {len(known)} class names, so the classes of "
+            f"{dataset_dir} cannot be matched to its logits by name; class discriminativeness needs a "
+            f"classifier trained on the pair dataset's classes (the default benchmark: shapes + shapes_pair)"
+        )
     index = {name: i for i, name in enumerate(known)}
     partner = pair_partners(split.image_ids)
     ok = torch.tensor([n in index for n in split.class_names])

@@ -1,7 +1,7 @@
 # gradcam: Grad-CAM and Guided Grad-CAM beside every method of the four CAM papers (Grad-CAM++,
 # Eigen-CAM, NormGrad) on the shapes classifiers. Maps and scores come from the shared rules
 # (only the model × method pairs a method is defined for: models_for); the qualitative,
-# class-discriminativeness (shapes_pair) and sanity figures from papers/gradcam/figures.py.
+# class-discriminativeness (benchmark.pairs) and sanity figures from papers/gradcam/figures.py.
 # Writes only under reports/gradcam/.
 GRADCAM_MODELS = [m for m in ("resnet", "plaincnn", "vit") if m in config["models"]]
 GRADCAM_METHODS = ["gradcam", "guided_gradcam", "gradcampp", "eigencam", "normgrad"]
@@ -78,7 +78,7 @@ rule gradcam_qualitative:
 rule gradcam_class_discriminative:
     input:
         models=expand("data/models/{model}.safetensors", model=GRADCAM_MODELS),
-        data="data/datasets/shapes_pair",
+        data=f"data/datasets/{config['benchmark']['pairs']}",
     output:
         figure=in_report("reports/gradcam/class_discriminative.png"),
         table=in_report("reports/gradcam/class_discriminativeness.md"),

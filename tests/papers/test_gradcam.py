@@ -292,3 +292,23 @@ def test_randomisation_layers_from_the_output_down():
 def test_undefined_correlation_counts_as_zero():
     values, flags = undefined_as_zero(torch.tensor([0.5, float("nan"), -0.2], dtype=torch.float64))
     assert values.tolist() == [0.5, 0.0, -0.2] and flags.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_pair_images_get_labels_in_the_classifiers_indexing_or_a_clear_error(tmp_path):
+    from papers.gradcam.figures import load_pairs
+    from shared.data import load_split
+    from shared.data.generate import generate
+
+    root = generate("shapes_pair", {"image_size": 32, "n_test": 6, "seed": 2, "n_classes": 3}, tmp_path / "pairs")
+    names = load_split(root, "test").classes
+    # the classifier lists the classes in another order: labels must follow the classifier
+    order = list(reversed(names))
+    model = timm.create_model("resnet18", pretrained=False, num_classes=len(order)).eval()
+    adapter = ModelAdapter(model, "cnn", "classifier", "layer4", classes=order)
+    pairs = load_pairs(adapter, str(root), 12, torch.device("cpu"))
+    assert [order[i] for i in pairs["labels"].tolist()] == pairs["class_names"]
+    assert len(pairs["class_names"]) > 0
+    # 1000 logits but three names (an ImageNet classifier): matching by name would be wrong
+    wide = ModelAdapter(timm.create_model("resnet18", pretrained=False, num_classes=1000).eval(), "cnn", "classifier", "layer4", classes=order)
+    with pytest.raises(ValueError, match="1000 outputs but 3 class names"):
+        load_pairs(wide, str(root), 12, torch.device("cpu"))
