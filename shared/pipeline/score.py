@@ -44,6 +44,7 @@ class ReferenceScores:
 
 
 def reference_scores(batch: EvalBatch, eval_cfg: dict[str, Any]) -> ReferenceScores:
+    """The batch's :class:`ReferenceScores`, ``eval.batch_size`` images per forward pass."""
     score = score_fn_for(batch)
     index = torch.arange(batch.images.shape[0], device=batch.images.device)
     substrate = metrics.rise_substrate(batch.images)
