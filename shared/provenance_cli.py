@@ -22,6 +22,21 @@ def pinned_results(paper: str, root: Path = REPO_ROOT) -> dict[str, ResultRecord
     return {result_key(r): r for r in read_records(path)}
 
 
+def record_files(paper_reports: Path) -> dict[str, ResultRecord]:
+    """Every result record a paper pins: ``results.json`` (keys dataset/model/method/metric) and
+    the figure steps' record files that its claims also read (``sanity.json``, ``pairs.json``,
+    ...; keys prefixed with the file name). JSON files that are not record lists are skipped."""
+    found: dict[str, ResultRecord] = {}
+    for path in sorted(paper_reports.glob("*.json")):
+        try:
+            records = read_records(path)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # claims.json, agreement tables: not result records
+        prefix = "" if path.name == "results.json" else f"{path.name}: "
+        found.update({prefix + result_key(r): r for r in records})
+    return found
+
+
 def software_citation(root: Path = REPO_ROOT) -> str:
     """A BibTeX entry for saliency-repro at the pinned commit (CITATION.cff has the same facts)."""
     import yaml
@@ -109,9 +124,11 @@ def _scratch_copy(root: Path) -> Path:
 
 
 def verify(paper: str, configfile: str | None, cores: int, root: Path = REPO_ROOT) -> tuple[int, str]:
-    """Recompute a paper from its models and data in a scratch copy; compare with the pinned results."""
+    """Recompute a paper from its models and data in a scratch copy; compare every pinned record
+    (:func:`record_files`) with its recomputed value, within the paper's tolerances."""
     doc = load_paper(root / "papers" / paper)
-    pinned = pinned_results(paper, root)
+    pinned_results(paper, root)  # a clear error when the paper has no pinned results
+    pinned = record_files(root / "reports" / paper)
     try:
         scratch = _scratch_copy(root)
     except NotADirectoryError as exc:
@@ -127,7 +144,7 @@ def verify(paper: str, configfile: str | None, cores: int, root: Path = REPO_ROO
         run = subprocess.run(cmd, cwd=scratch, capture_output=True, text=True, env=env)
         if run.returncode != 0:
             return 2, f"recomputing {paper} failed:\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
-        fresh = {result_key(r): r for r in read_records(scratch / "reports" / paper / "results.json")}
+        fresh = record_files(scratch / "reports" / paper)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     rows = compare_results(doc, pinned, fresh)

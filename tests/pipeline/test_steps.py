@@ -12,8 +12,8 @@ import torch
 from shared.pipeline import claims, table
 from shared.pipeline.io import load_maps, positive_references, save_maps
 from shared.pipeline.results import records_from_scores, result_key
-from shared.provenance_cli import compare_results, verify
-from shared.results import ResultRecord
+from shared.provenance_cli import compare_results, record_files, verify
+from shared.results import ResultRecord, write_records
 
 
 def scores(method: str, values: list[float], hits: list[list[int]] | None = None) -> dict:
@@ -74,6 +74,18 @@ def test_verify_comparison_flags_what_moved():
     rows = compare_results(doc, {"k1": rec(0.5), "k2": rec(0.5)}, {"k1": rec(0.54), "k2": rec(0.6), "k3": rec(0.1)})
     by = {r["key"]: r for r in rows}
     assert not by["k1"]["moved"] and by["k2"]["moved"] and by["k3"]["moved"]
+
+
+def test_verify_compares_every_record_file_of_a_paper_not_only_results(tmp_path):
+    def rec(metric: str, v: float) -> ResultRecord:
+        return ResultRecord(metric, "a", "resnet", "shapes", v, None, None, 10)
+
+    write_records([rec("pointing_game", 0.5)], tmp_path / "results.json")
+    write_records([rec("randomised_spearman", 0.1)], tmp_path / "sanity.json")
+    (tmp_path / "claims.json").write_text(json.dumps([{"id": "c", "verdict": "reproduced"}]))
+    (tmp_path / "agreement.json").write_text(json.dumps({"pairs": []}))
+    found = record_files(tmp_path)
+    assert sorted(found) == ["sanity.json: shapes/resnet/a/randomised_spearman", "shapes/resnet/a/pointing_game"]
 
 
 def test_verify_outside_a_git_checkout_says_so_and_leaves_no_scratch(tmp_path, repo_root, monkeypatch):
