@@ -18,8 +18,9 @@ def requested_methods() -> dict[str, set[str]]:
     """model -> methods whose maps or scores some rule asks for by name."""
     found: dict[str, set[str]] = {}
     scope = os.environ.get("REPRO_BATCH_SCOPE")
+    scope_rules = (Path("papers") / scope / "rules.smk").resolve() if scope else None
     for r in list(workflow.rules):
-        if scope and Path(r.snakefile).resolve() != (Path("papers") / scope / "rules.smk").resolve():
+        if scope_rules and Path(r.snakefile).resolve() != scope_rules:
             continue
         for f in r.input:
             m = _REQUEST.match(f) if isinstance(f, str) else None

@@ -15,11 +15,15 @@ from shared.paper_meta import PAPERS_DIR, REPO_ROOT, load_paper
 from shared.results import ResultRecord, read_records, result_key
 
 
-def pinned_results(paper: str, root: Path = REPO_ROOT) -> dict[str, ResultRecord]:
+def _pinned_results_path(paper: str, root: Path) -> Path:
     path = root / "reports" / paper / "results.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `repro run {paper}` first (or pull the pinned results)")
-    return {result_key(r): r for r in read_records(path)}
+    return path
+
+
+def pinned_results(paper: str, root: Path = REPO_ROOT) -> dict[str, ResultRecord]:
+    return {result_key(r): r for r in read_records(_pinned_results_path(paper, root))}
 
 
 def record_files(paper_reports: Path) -> dict[str, ResultRecord]:
@@ -127,8 +131,7 @@ def verify(paper: str, configfile: str | None, cores: int, root: Path = REPO_ROO
     """Recompute a paper from its models and data in a scratch copy; compare every pinned record
     (:func:`record_files`) with its recomputed value, within the paper's tolerances."""
     doc = load_paper(root / "papers" / paper)
-    pinned_results(paper, root)  # a clear error when the paper has no pinned results
-    pinned = record_files(root / "reports" / paper)
+    pinned = record_files(_pinned_results_path(paper, root).parent)
     try:
         scratch = _scratch_copy(root)
     except NotADirectoryError as exc:

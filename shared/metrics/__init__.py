@@ -17,6 +17,7 @@ from .faithfulness import (
     keep_top_fraction,
     perturbation_curve_reference,
     rise_substrate,
+    scores_in_chunks,
 )
 from .localisation import (
     MaxBoxAcc,
@@ -57,6 +58,7 @@ __all__ = [
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
     "rise_substrate",
+    "scores_in_chunks",
     "spearman",
     "ssim",
     "top_k_overlap",

@@ -50,6 +50,12 @@ def _scores_chunked(make_rows: Callable[[Tensor], Tensor], owners: Tensor, score
     return out
 
 
+def scores_in_chunks(images: Tensor, score_fn: ScoreFn, max_batch: int = 256) -> Tensor:
+    """``score_fn`` on every image (row i explains image i), ``max_batch`` images per call (float64)."""
+    index = torch.arange(images.shape[0], device=images.device)
+    return _scores_chunked(lambda rows: images[rows], index, score_fn, max_batch)
+
+
 def changed_counts(num_pixels: int, steps: int) -> list[int]:
     """Pixels changed after step k = 0..steps: floor(k * N / steps), so 0 first and N last.
 
@@ -306,7 +312,7 @@ def average_drop_increase(
             raise ValueError(f"base_scores must have shape ({b},), got {tuple(base_scores.shape)}")
         base = base_scores.to(device=images.device, dtype=torch.float64)
     else:
-        base = _scores_chunked(lambda rows: images[rows], index, score_fn, max_batch)
+        base = scores_in_chunks(images, score_fn, max_batch)
     owners = index.repeat(len(keep))
 
     def make_rows(rows: Tensor) -> Tensor:

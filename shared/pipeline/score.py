@@ -46,14 +46,14 @@ class ReferenceScores:
 def reference_scores(batch: EvalBatch, eval_cfg: dict[str, Any]) -> ReferenceScores:
     """The batch's :class:`ReferenceScores`, ``eval.batch_size`` images per forward pass."""
     score = score_fn_for(batch)
-    index = torch.arange(batch.images.shape[0], device=batch.images.device)
-    substrate = metrics.rise_substrate(batch.images)
     size = int(eval_cfg["batch_size"])
-
-    def scores_of(images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([score(images[i : i + size], index[i : i + size]).double() for i in range(0, len(index), size)])
-
-    return ReferenceScores(scores_of(batch.images), scores_of(torch.zeros_like(batch.images)), scores_of(substrate), substrate)
+    substrate = metrics.rise_substrate(batch.images)
+    return ReferenceScores(
+        metrics.scores_in_chunks(batch.images, score, size),
+        metrics.scores_in_chunks(torch.zeros_like(batch.images), score, size),
+        metrics.scores_in_chunks(substrate, score, size),
+        substrate,
+    )
 
 
 def score_maps(
