@@ -29,7 +29,12 @@ include: "rules/models.smk"
 include: "rules/explain.smk"
 
 
-# Every paper brings its own rules; papers/_template and other _dirs are not papers.
+# Every paper's results, tables, steps, claims and target, generated from its paper.yaml.
+include: "rules/papers.smk"
+
+
+# A paper's own rules, where it has a step no declaration can say (optional; papers/_template
+# and other _dirs are not papers).
 for _rules in sorted(Path("papers").glob("*/rules.smk")):
     if not _rules.parent.name.startswith("_"):
 

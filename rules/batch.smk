@@ -4,8 +4,8 @@
 # files. Anything requested later (e.g. by `repro diff` with another method) falls back to the
 # per-(model, method) rules explain_maps and score_maps in rules/explain.smk.
 #
-# REPRO_BATCH_SCOPE=<paper> (set by `repro verify <paper>`) limits the scan to that paper's own
-# rules, so recomputing one paper explains only the methods it shows, not every method of every
+# REPRO_BATCH_SCOPE=<paper> (set by `repro verify <paper>`) limits the scan to that paper's
+# rules (those rules/papers.smk generated for it, and its optional papers/<id>/rules.smk), so recomputing one paper explains only the methods it shows, not every method of every
 # model it touches. It changes which job computes a file, never the file: each method is seeded
 # afresh in shared.pipeline.batch.
 import os
@@ -20,7 +20,7 @@ def requested_methods() -> dict[str, set[str]]:
     scope = os.environ.get("REPRO_BATCH_SCOPE")
     scope_rules = (Path("papers") / scope / "rules.smk").resolve() if scope else None
     for r in list(workflow.rules):
-        if scope_rules and Path(r.snakefile).resolve() != scope_rules:
+        if scope and r.name not in PAPER_RULES.get(scope, set()) and Path(r.snakefile).resolve() != scope_rules:
             continue
         for f in r.input:
             m = _REQUEST.match(f) if isinstance(f, str) else None

@@ -5,11 +5,15 @@ import shlex
 from pathlib import Path
 
 from shared.config import validate_paper_sections
+from shared.paper_plan import model_dataset
 
 validate_paper_sections(config)
 
 PAPER_TARGETS: dict[str, list[str]] = {}
 """paper id -> the files its target rule makes (figures, tables, results, claims)."""
+
+PAPER_RULES: dict[str, set[str]] = {}
+"""paper id -> names of the rules generated for it (rules/papers.smk); `repro verify` scopes by it."""
 
 SHARED_TARGETS: list[str] = []
 """Files rule `all` makes besides the papers' (dataset figures, model report, leaderboard)."""
@@ -23,6 +27,11 @@ def cfg_json(obj) -> str:
 def runtime_cfg() -> dict:
     """The top-level run-time settings every step applies (shared.runtime.setup)."""
     return {k: config[k] for k in ("seed", "device", "threads", "deterministic")}
+
+
+def model_dataset_dir(model: str) -> str:
+    """data/datasets/<the model's own dataset>: a model is explained only on its own dataset."""
+    return model_dataset(model, config)
 
 
 def all_targets() -> list[str]:

@@ -2,10 +2,12 @@
 SHARED_TARGETS.append("reports/models.json")
 SHARED_TARGETS.extend(DATASET_FIGURES)
 
+from shared.registry_meta import method_table
+
 LEADERBOARD_SCORES = [
     f"data/scores/{model}/{method}.json"
-    for method in sorted(METHODS)
-    if METHODS[method]["leaderboard"]
+    for method, info in sorted(method_table().items())
+    if info["leaderboard"]
     for model in models_for(method)
 ]
 

@@ -1,11 +1,7 @@
 # Shared rules: explain a model's evaluation subset with a registered method, then score it.
 # Every paper requests data/maps/{model}/{method}.safetensors and data/scores/{model}/{method}.json;
 # a map is computed once per (model, method) and shared by every paper that shows it.
-from shared.registry_meta import method_table
-
-
-METHODS = method_table()
-"""method name -> {"paper", "kinds", "tasks"} from every papers/*/paper.yaml"""
+from shared.paper_plan import models_for as _models_for
 
 
 wildcard_constraints:
@@ -13,31 +9,9 @@ wildcard_constraints:
     method="[a-z][a-z0-9_]*",
 
 
-def model_dataset_dir(model: str) -> str:
-    return f"data/datasets/{config['models'][model]['dataset']}"
-
-
-def model_kind(model: str) -> str:
-    """cnn or vit, from the architecture name (timm's ViT families are named so)."""
-    arch = config["models"][model]["arch"].lower()
-    return "vit" if ("vit" in arch or "deit" in arch) else "cnn"
-
-
-def applies(method: str, model: str) -> bool:
-    """Whether ``method`` is defined for ``model`` (its paper.yaml kinds and tasks)."""
-    spec = METHODS[method]
-    model_cfg = config["models"][model]
-    if spec["archs"] is not None and model_cfg["arch"] not in spec["archs"]:
-        return False
-    return model_kind(model) in spec["kinds"] and model_cfg["task"] in spec["tasks"]
-
-
-def models_for(method: str, task: str | None = None) -> list[str]:
-    """The configured models a method applies to (optionally of one task)."""
-    return [
-        m for m in sorted(config["models"])
-        if applies(method, m) and (task is None or config["models"][m]["task"] == task)
-    ]
+def models_for(method: str) -> list[str]:
+    """The configured models a method applies to (its @register_method kinds, tasks, archs)."""
+    return _models_for(method, config)
 
 
 def step_cfg() -> str:

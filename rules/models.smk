@@ -16,13 +16,9 @@ def model_train_cfg(wildcards):
     return cfg_json({**runtime_cfg(), "model": config["models"][wildcards.model]})
 
 
-def model_dataset(wildcards):
-    return f"data/datasets/{config['models'][wildcards.model]['dataset']}"
-
-
 rule train_model:
     input:
-        data=model_dataset,
+        data=lambda wc: model_dataset_dir(wc.model),
     output:
         weights="data/models/{model}.safetensors",
         sidecar="data/models/{model}.json",

@@ -11,7 +11,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPERS_DIR = REPO_ROOT / "papers"
 PAPER_SCHEMA = Path(__file__).with_name("paper_schema.yaml")
-CONTRACT_FILES = ("paper.yaml", "method.py", "rules.smk", "README.md")
+CONTRACT_FILES = ("paper.yaml", "method.py", "README.md")
+"""Every paper has these; rules.smk (paper-specific rules) and figures.py (its steps) are optional."""
 
 
 class PaperError(ValueError):

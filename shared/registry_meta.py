@@ -1,34 +1,105 @@
-"""What the papers export, read from their paper.yaml files (no imports of paper code).
+"""The method registry as the workflow sees it: read from the papers' ``@register_method``
+decorators without importing any paper (no torch at Snakemake's parse time).
 
-The workflow uses this at parse time to know which methods apply to which models, without
-importing torch or any paper's method.py.
+The decorators in ``papers/<id>/method.py`` are the one source of what a method is
+(:mod:`shared.explain.registry`); this module parses them with :mod:`ast`. Their keywords are
+literals, so parsing gives what importing would; ``tests/explain/test_registry_contract.py``
+checks that the two agree for every method.
 """
 
 from __future__ import annotations
 
+import ast
+import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from shared.paper_meta import load_paper, paper_dirs
+from shared.paper_meta import PAPERS_DIR, PaperError, load_paper, paper_dirs
+
+KINDS = ("cnn", "vit")
+TASKS = ("classifier", "embedding")
+BLOCK_VARIANT = re.compile(r"^(?P<base>[a-z][a-z0-9_]*?)_b(?P<block>[1-9][0-9]*)$")
+"""``<base>_b<k>``: method ``base`` (registered with blocks=True) at the output of block k."""
 
 
-def method_table(papers_dir: Path | None = None) -> dict[str, dict[str, Any]]:
-    """method name → {"paper", "class", "kinds", "tasks", "archs", "leaderboard"}."""
+def _registrations(method_py: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(name, literal keywords) of every ``@register_method(...)`` in one file, in file order."""
+    tree = ast.parse(method_py.read_text(), filename=str(method_py))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for dec in node.decorator_list:
+            func = dec.func if isinstance(dec, ast.Call) else None
+            fname = getattr(func, "id", None) or getattr(func, "attr", None)
+            if fname != "register_method":
+                continue
+            try:
+                name = ast.literal_eval(dec.args[0])
+                keywords = {k.arg: ast.literal_eval(k.value) for k in dec.keywords}
+            except (ValueError, IndexError, TypeError):
+                raise PaperError(
+                    f"{method_py}:{dec.lineno}: @register_method needs a literal name and literal keywords "
+                    f"(the workflow reads them without importing the module)"
+                ) from None
+            found.append((name, keywords))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _entry(paper: str, keywords: dict[str, Any]) -> dict[str, Any]:
+    archs = keywords.get("archs")
+    return {
+        "paper": paper,
+        "kinds": list(keywords.get("kinds", KINDS)),
+        "tasks": list(keywords.get("tasks", TASKS)),
+        "archs": list(archs) if archs is not None else None,
+        "leaderboard": bool(keywords.get("leaderboard", True)),
+        "blocks": bool(keywords.get("blocks", False)),
+    }
+
+
+@lru_cache(maxsize=8)
+def _table(papers_dir: Path, include_template: bool) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
-    for d in paper_dirs(papers_dir):
+    for d in paper_dirs(papers_dir, include_template=include_template):
         doc = load_paper(d)
-        for m in doc.get("methods", []):
-            if m["name"] in table:
-                raise ValueError(
-                    f"method {m['name']!r} is exported by both {table[m['name']]['paper']} and {doc['id']}; "
+        registered = _registrations(d / "method.py")
+        names = [n for n, _ in registered]
+        listed = list(doc.get("methods", []))
+        if sorted(set(names)) != sorted(set(listed)):
+            raise PaperError(
+                f"{d / 'paper.yaml'}: field methods lists {sorted(set(listed))} but {d / 'method.py'} registers "
+                f"{sorted(set(names))}; list exactly the names its @register_method decorators give"
+            )
+        for name, keywords in registered:
+            if name in table:
+                raise PaperError(
+                    f"method {name!r} is registered by both {table[name]['paper']} and {doc['id']}; "
                     f"method names must be unique across papers"
                 )
-            table[m["name"]] = {
-                "paper": doc["id"],
-                "class": m["class"],
-                "kinds": list(m.get("kinds", ["cnn", "vit"])),
-                "tasks": list(m.get("tasks", ["classifier", "embedding"])),
-                "archs": list(m["archs"]) if m.get("archs") else None,
-                "leaderboard": bool(m.get("leaderboard", True)),
-            }
+            table[name] = _entry(doc["id"], keywords)
     return table
+
+
+def method_table(papers_dir: Path | None = None, include_template: bool = False) -> dict[str, dict[str, Any]]:
+    """Registered method name → {"paper", "kinds", "tasks", "archs", "leaderboard", "blocks"}."""
+    return dict(_table(Path(papers_dir or PAPERS_DIR).resolve(), include_template))
+
+
+def method_info(name: str, papers_dir: Path | None = None) -> dict[str, Any]:
+    """What the registry says of ``name``, block variants ``<base>_b<k>`` included."""
+    table = method_table(papers_dir)
+    if name in table:
+        return table[name]
+    variant = BLOCK_VARIANT.match(name)
+    if variant and variant.group("base") in table and table[variant.group("base")]["blocks"]:
+        return {**table[variant.group("base")], "leaderboard": False, "blocks": False, "block": int(variant.group("block"))}
+    raise KeyError(f"unknown method {name!r}: no paper registers it (every method is listed by `repro list`)")
+
+
+def applies(info: dict[str, Any], kind: str, task: str, arch: str | None) -> bool:
+    """Whether a method (its :func:`method_info`) explains a model of this kind, task and arch."""
+    if info["archs"] is not None and arch not in info["archs"]:
+        return False
+    return kind in info["kinds"] and task in info["tasks"]

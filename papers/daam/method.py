@@ -77,16 +77,10 @@ def display_mapping(accumulated: torch.Tensor) -> torch.Tensor:
 
 
 # Per-block variants (the zoo ViT has 4 blocks): the map accumulated up to block l.
-@register_method("daam")
-@register_method("daam_b1", block=1)
-@register_method("daam_b2", block=2)
-@register_method("daam_b3", block=3)
-@register_method("daam_b4", block=4)
+@register_method("daam", kinds=["vit"], blocks=True)
 class DAAM(Explainer):
     """Supervised DAAM: ``explainer(images, target)`` → D_block (all blocks by default), (B, H, W)."""
 
-    kinds = ("vit",)
-    tasks = ("classifier", "embedding")
     #: ReLU on ∂y/∂z_cls (the supervised variant does, the self-supervised one does not)
     relu_weights = True
 
@@ -201,7 +195,7 @@ def dimension_weights(f: torch.Tensor, bank: MemoryBank, k: int = 20, temperatur
     return weights, predicted
 
 
-@register_method("daam_ssl")
+@register_method("daam_ssl", kinds=["vit"])
 class DAAMSelfSupervised(DAAM):
     """DAAM for a ViT without a classifier: the score is Σ_d w_d f_d with k-NN dimension weights.
 
@@ -255,11 +249,10 @@ class DAAMSelfSupervised(DAAM):
 # Baselines that apply to a ViT
 
 
-@register_method("attention_rollout")
+@register_method("attention_rollout", kinds=["vit"])
 class AttentionRollout(Explainer):
     """Attention rollout (Abnar & Zuidema 2020) over all blocks; gradient-free, ignores the target."""
 
-    kinds = ("vit",)
 
     def __init__(self, adapter: ModelAdapter, layer: str | None = None, residual: float = 0.5) -> None:
         super().__init__(adapter, layer)

@@ -32,12 +32,10 @@ from shared.explain.targets import Target
 from shared.models.adapter import ModelAdapter
 
 
-@register_method("gradcam_similarity")
+@register_method("gradcam_similarity", kinds=["cnn"], tasks=["embedding"])
 class GradCAMSimilarity(CAMExplainer):
     """Grad-CAM of the similarity s (Zhu et al. Sec. III-A): ReLU(Σ_c mean_u(∂s/∂A_c) A_c)."""
 
-    kinds = ("cnn",)
-    tasks = ("embedding",)
     relu = True
 
     def explain(self, images: torch.Tensor, target: Target | None) -> torch.Tensor:
@@ -75,12 +73,10 @@ def rectify(D: torch.Tensor) -> torch.Tensor:
     return (D / top[:, None, None]).clamp_min(0)
 
 
-@register_method("dml_overall")
+@register_method("dml_overall", kinds=["cnn"], tasks=["embedding"])
 class OverallActivation(Explainer):
     """Overall activation of the query, Σ_v D[u, v] (rectified D, as in the authors' code)."""
 
-    kinds = ("cnn",)
-    tasks = ("embedding",)
 
     def __init__(self, adapter: ModelAdapter, layer: str | None = None, rectified: bool = True) -> None:
         super().__init__(adapter, layer)

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from papers.gradcam.plotting import Recorder, applies, class_explainer, in_chunks  # noqa: E402
+from shared.plotting import Recorder, applies, class_explainer, in_chunks  # noqa: E402
 from shared.explain import check_images, frozen  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.metrics import cam_localisation, energy_pointing_game, pointing_game  # noqa: E402

@@ -51,7 +51,7 @@ def first_principal_projection(O: torch.Tensor) -> torch.Tensor:
 
 
 @register_method("eigencam")
-@register_method("eigencam_centered", center=True)
+@register_method("eigencam_centered", leaderboard=False, center=True)
 class EigenCAM(CAMExplainer):
     """Eigen-CAM: projection of the layer's activations on their first principal direction."""
 

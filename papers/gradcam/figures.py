@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from papers.gradcam.plotting import Recorder, applies, blank, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
+from shared.plotting import Recorder, applies, blank, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
 from shared.data import load_split, read_meta  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figures import save_figure  # noqa: E402

@@ -37,7 +37,7 @@ NON_RELU_ACTIVATIONS: tuple[type[nn.Module], ...] = (
 )
 
 
-@register_method("gradcam")
+@register_method("gradcam", blocks=True)
 class GradCAM(CAMExplainer):
     """Grad-CAM: channel weights are the spatially averaged gradients (Eqs. 1–2)."""
 
@@ -113,7 +113,7 @@ def guided_backprop(adapter: ModelAdapter, images: torch.Tensor, target: Target)
     return grad
 
 
-@register_method("guided_gradcam")
+@register_method("guided_gradcam", kinds=["cnn"])
 class GuidedGradCAM(Explainer):
     """Guided Grad-CAM: guided back-propagation ⊙ upsampled Grad-CAM (Sec. 3.2, Fig. 2).
 
@@ -126,7 +126,6 @@ class GuidedGradCAM(Explainer):
     Defined for ReLU CNNs only: a ViT's GELU has no "positive input" gate to guide.
     """
 
-    kinds = ("cnn",)
 
     def __init__(self, adapter: ModelAdapter, layer: str | None = None) -> None:
         if adapter.kind == "vit":

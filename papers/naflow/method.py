@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from papers.gradcam.method import GradCAM
 from shared.explain import Explainer, register_method, upsample
 from shared.explain.base import layer_signals
 from shared.explain.targets import Target
@@ -193,36 +192,17 @@ def naflow(adapter: ModelAdapter, images: torch.Tensor, target: Target, iteratio
     return NAFlowResult(layers=names, maps=maps[::-1], reconstructions=recon[::-1], gradients=grads)
 
 
-def block_layers(features: nn.Sequential, prefix: str) -> list[str]:
-    """The conv blocks' outputs: the names of the ReLUs in ``features``, bottom to top."""
-    return [f"{prefix}.{i}" for i, m in enumerate(features) if isinstance(m, nn.ReLU)]
-
-
-def resolve_block(adapter: ModelAdapter, block: int) -> str:
-    prefix, features = plain_features(adapter)
-    blocks = block_layers(features, prefix)
-    if not 1 <= block <= len(blocks):
-        raise ValueError(f"block must be in 1..{len(blocks)} for model {adapter.name!r} ({len(blocks)} conv blocks), got {block}")
-    return blocks[block - 1]
-
-
-@register_method("naflow")
-@register_method("naflow_b1", block=1)
-@register_method("naflow_b2", block=2)
-@register_method("naflow_b3", block=3)
-@register_method("naflow_b4", block=4)
-@register_method("naflow_b5", block=5)
+# The plain CNNs of the zoo and of the paper (VGG-16); the adapter's block k is conv block k's ReLU.
+@register_method("naflow", kinds=["cnn"], archs=["vgg_small", "vgg16", "vgg16.tv_in1k"], blocks=True)
 class NAFlow(Explainer):
-    """NAFlow map at one layer: conv block ``block`` (its ReLU output; default 1, where the flow
-    ends) or any ``layer`` of ``features`` by name. Works for classifiers and plain embedding nets."""
-
-    kinds = ("cnn",)
-    tasks = ("classifier", "embedding")
+    """NAFlow map at one layer: conv block ``block`` (its ReLU output, ``naflow_b<k>``; default 1,
+    where the flow ends) or any ``layer`` of ``features`` by name. Works for classifiers and
+    plain embedding nets. Its per-layer baseline is Grad-CAM at the same block, ``gradcam_b<k>``."""
 
     def __init__(self, adapter: ModelAdapter, layer: str | None = None, block: int | None = None,
                  iterations: int = 100, tol: float = 1e-5) -> None:
-        super().__init__(adapter, layer or resolve_block(adapter, block or 1))
-        prefix, features = plain_features(adapter)
+        prefix, features = plain_features(adapter)  # a model NAFlow cannot invert fails here, saying why
+        super().__init__(adapter, layer, block if layer is not None or block is not None else 1)
         names = [f"{prefix}.{i}" for i in range(len(features))]
         if self.layer not in names:
             raise ValueError(f"NAFlow maps exist at the layers of {prefix} ({names[0]} … {names[-1]}), not at {self.layer!r}")
@@ -234,17 +214,3 @@ class NAFlow(Explainer):
             raise ValueError("NAFlow needs a target (ClassTarget or SimilarityTarget)")
         result = naflow(self.adapter, images, target, self.iterations, self.tol)
         return upsample(result.maps[self.index], tuple(images.shape[-2:]))
-
-
-@register_method("gradcam_b1", block=1)
-@register_method("gradcam_b2", block=2)
-@register_method("gradcam_b3", block=3)
-@register_method("gradcam_b4", block=4)
-@register_method("gradcam_b5", block=5)
-class GradCAMBlock(GradCAM):
-    """Grad-CAM (papers/gradcam) at conv block ``block`` of a plain CNN: NAFlow's per-layer baseline."""
-
-    kinds = ("cnn",)
-
-    def __init__(self, adapter: ModelAdapter, layer: str | None = None, block: int = 5) -> None:
-        super().__init__(adapter, layer or resolve_block(adapter, block))

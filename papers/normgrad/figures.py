@@ -31,7 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from papers.gradcam.plotting import Recorder, applies, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
+from shared.plotting import Recorder, applies, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
 from papers.normgrad.method import default_layers  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figures import save_figure  # noqa: E402

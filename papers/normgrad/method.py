@@ -68,23 +68,6 @@ def default_layers(adapter: ModelAdapter) -> list[str]:
     return list(adapter.layers)
 
 
-def stage_layer(adapter: ModelAdapter, stage: int) -> str:
-    """The layer of stage ``stage`` (1-based) in ``adapter.layers``: a CNN stage, or a ViT block's input."""
-    layers = default_layers(adapter)
-    if not 1 <= stage <= len(layers):
-        raise ValueError(f"model {adapter.name!r} has {len(layers)} stages ({layers}); stage {stage} does not exist")
-    return layers[stage - 1]
-
-
-def layer_or_stage(adapter: ModelAdapter, layer: str | None, stage: int | None) -> str | None:
-    """The explained layer given either by name or as the k-th stage (never both)."""
-    if stage is None:
-        return layer
-    if layer is not None:
-        raise ValueError("give either layer= or stage=, not both")
-    return stage_layer(adapter, stage)
-
-
 class MetaStepMixin:
     """Adds the meta-saliency step (Sec. 5) to a :class:`CAMExplainer` subclass."""
 
@@ -101,15 +84,12 @@ class MetaStepMixin:
         return upsample(cam, tuple(images.shape[-2:]))
 
 
-@register_method("normgrad")
-@register_method("normgrad_3x3", kernel_size=3)
+@register_method("normgrad", blocks=True)
+@register_method("normgrad_3x3", leaderboard=False, kernel_size=3)
 @register_method("normgrad_meta", meta=True)
-@register_method("normgrad_stage1", stage=1)
-@register_method("normgrad_stage2", stage=2)
-@register_method("normgrad_stage3", stage=3)
-@register_method("normgrad_stage4", stage=4)
 class NormGrad(MetaStepMixin, CAMExplainer):
-    """NormGrad at one layer (default: the adapter's target layer; ``stage=k``: the k-th stage)."""
+    """NormGrad at one layer (default: the adapter's target layer; ``block=k``: the output of the
+    k-th block, registered as ``normgrad_b<k>``: the layer study of Sec. 4)."""
 
     relu = False  # a product of norms is already ≥ 0
 
@@ -120,9 +100,9 @@ class NormGrad(MetaStepMixin, CAMExplainer):
         kernel_size: int = 1,
         meta: bool = False,
         lr: float = DEFAULT_META_LR,
-        stage: int | None = None,
+        block: int | None = None,
     ) -> None:
-        super().__init__(adapter, layer_or_stage(adapter, layer, stage))
+        super().__init__(adapter, layer, block)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd positive integer (1 or 3), got {kernel_size}")
         self.kernel_size = int(kernel_size)
@@ -134,14 +114,10 @@ class NormGrad(MetaStepMixin, CAMExplainer):
         return normgrad_map(A, G, self.kernel_size)
 
 
-@register_method("gradcam_meta", meta=True)
-@register_method("gradcam_stage1", meta=False, stage=1)
-@register_method("gradcam_stage2", meta=False, stage=2)
-@register_method("gradcam_stage3", meta=False, stage=3)
-@register_method("gradcam_stage4", meta=False, stage=4)
+@register_method("gradcam_meta", leaderboard=False, meta=True)
 class MetaGradCAM(MetaStepMixin, GradCAM):
-    """Grad-CAM after the meta step (the paper applies the step to every method, Table 3);
-    with ``meta=False`` and ``stage=k``, plain Grad-CAM at the k-th stage (the layer study, Sec. 4)."""
+    """Grad-CAM after the meta step (the paper applies the step to every method, Table 3). Plain
+    Grad-CAM at the k-th block (the layer study, Sec. 4) is ``gradcam_b<k>``."""
 
     def __init__(
         self,
@@ -149,15 +125,14 @@ class MetaGradCAM(MetaStepMixin, GradCAM):
         layer: str | None = None,
         meta: bool = True,
         lr: float = DEFAULT_META_LR,
-        stage: int | None = None,
     ) -> None:
-        super().__init__(adapter, layer_or_stage(adapter, layer, stage))
+        super().__init__(adapter, layer)
         self.meta = bool(meta)
         self.lr = float(lr)
 
 
 @register_method("normgrad_combined")
-@register_method("normgrad_combined_product", accumulation="product")
+@register_method("normgrad_combined_product", leaderboard=False, accumulation="product")
 class NormGradCombined(Explainer):
     """NormGrad maps of several layers, combined (Sec. 4).
 

@@ -39,12 +39,10 @@ def contribution_importance_scores(f_q: torch.Tensor, f_r: torch.Tensor, metric:
     raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
 
 
-@register_method("sfam")
+@register_method("sfam", kinds=["cnn"], tasks=["embedding"])
 class SFAM(Explainer):
     """Similar Feature Activation Map: ReLU(Σ_c CIS_c A_q,c) on the query's GAP feature map."""
 
-    kinds = ("cnn",)
-    tasks = ("embedding",)
     relu = True  # as CAM-family maps; only positive evidence for the similarity is shown
 
     def explain(self, images: torch.Tensor, target: Target | None) -> torch.Tensor:

@@ -37,12 +37,10 @@ def similarity_map(A_q: torch.Tensor, f_q: torch.Tensor, f_r: torch.Tensor, metr
     raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
 
 
-@register_method("simnet")
+@register_method("simnet", kinds=["cnn"], tasks=["embedding"])
 class SimilarityMap(Explainer):
     """Per-position decomposition of a GAP embedding's similarity to a reference (Stylianou et al.)."""
 
-    kinds = ("cnn",)
-    tasks = ("embedding",)
 
     def explain(self, images: torch.Tensor, target: Target | None) -> torch.Tensor:
         sig = gap_pair_signals(self.adapter, self.layer, images, target, "simnet")

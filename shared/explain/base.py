@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from shared.explain.capture import capture
+from shared.explain.layers import layer_or_block
 from shared.explain.targets import Target
 from shared.explain.upsample import upsample
 from shared.models.adapter import ModelAdapter
@@ -117,12 +118,14 @@ def layer_signals(
 class Explainer:
     """Base class of every explanation method: ``explainer(images, target) -> (B, H, W)``."""
 
-    #: architectures (adapter kinds) the method is defined for
+    #: adapter kinds and model tasks the method is defined for: set by @register_method (the one
+    #: source), so a method built directly checks them too
     kinds: tuple[str, ...] = ("cnn", "vit")
-    #: model tasks the method applies to
     tasks: tuple[str, ...] = ("classifier", "embedding")
 
-    def __init__(self, adapter: ModelAdapter, layer: str | None = None) -> None:
+    def __init__(self, adapter: ModelAdapter, layer: str | None = None, block: int | None = None) -> None:
+        """Explain ``layer`` (a module name), or the output of the ``block``-th block
+        (:func:`shared.explain.layers.block_layer`); by default the adapter's target layer."""
         if adapter.kind not in self.kinds:
             raise ValueError(
                 f"{type(self).__name__} is defined for {', '.join(self.kinds)} models, not for "
@@ -131,7 +134,7 @@ class Explainer:
         if adapter.task not in self.tasks:
             raise ValueError(f"{type(self).__name__} does not apply to {adapter.task} models")
         self.adapter = adapter
-        self.layer = layer or adapter.target_layer
+        self.layer = layer_or_block(adapter, layer, block) or adapter.target_layer
         adapter.module(self.layer)  # a wrong layer name fails here, listing the nearest names
 
     def __call__(self, images: torch.Tensor, target: Target | None = None) -> torch.Tensor:

@@ -1,10 +1,12 @@
 """Step: judge a paper's claims (from its paper.yaml) against its results.
 
     python -m shared.pipeline.claims --paper eigencam --results reports/eigencam/results.json \
-        --out reports/eigencam/claims.md            (claims.json is written beside it)
+        --out reports/eigencam/claims.md --benchmark-json '{"classification": "shapes", ...}'
+                                                    (claims.json is written beside it)
 
-A claim is ``lhs op rhs (+ margin)`` over result keys ``dataset/model/method/metric`` (rhs may
-be a number), or a Python expression ``expr`` over ``r[key]`` (the values) and ``ci[key]``
+A claim is ``lhs op rhs (+ margin)`` over result keys ``{role}/model/method/metric`` (the role,
+``{classification}``, ``{pairs}`` or ``{retrieval}``, is replaced by the config's benchmark
+dataset, so one paper.yaml is judged on any config; rhs may be a number), or a Python expression ``expr`` over ``r[key]`` (the values) and ``ci[key]``
 ((low, high)). Verdicts: ``reproduced``, ``not reproduced``, or ``not evaluated`` when a key is
 missing. Claims are science, not tests: a claim that does not hold is reported with its numbers.
 """
@@ -16,7 +18,10 @@ import operator
 from pathlib import Path
 from typing import Any
 
+import json
+
 from shared.paper_meta import PAPERS_DIR, load_paper
+from shared.paper_plan import resolve_claim
 from shared.atomic import write_text
 from shared.results import ResultRecord, dumps, read_records, result_key
 
@@ -88,13 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paper", required=True)
     p.add_argument("--results", required=True, nargs="+", help="results.json files (the paper's, and any it compares with)")
     p.add_argument("--out", required=True, help="claims.md (claims.json is written beside it)")
+    p.add_argument("--benchmark-json", required=True, help="the config's benchmark section: dataset role -> dataset")
     p.add_argument("--papers-dir", default=str(PAPERS_DIR))
     args = p.parse_args(argv)
+    benchmark = json.loads(args.benchmark_json)
     doc = load_paper(Path(args.papers_dir) / args.paper)
     results: dict[str, ResultRecord] = {}
     for path in args.results:
         results.update({result_key(r): r for r in read_records(path)})
-    verdicts = [judge(c, results) for c in doc.get("claims", [])]
+    verdicts = [judge(resolve_claim(c, benchmark), results) for c in doc.get("claims", [])]
     write_text(Path(args.out).with_suffix(".json"), dumps(verdicts))
     write_text(args.out, render(args.paper, verdicts))
     return 0

@@ -246,7 +246,7 @@ def test_gradcam_needs_a_target_and_one_per_image():
 # ---------------------------------------------------------------- figure computations (papers/gradcam/figures.py)
 
 from papers.gradcam.figures import object_mass_shares, pair_partners, randomisation_layers  # noqa: E402
-from papers.gradcam.plotting import undefined_as_zero  # noqa: E402
+from shared.plotting import undefined_as_zero  # noqa: E402
 
 
 def test_object_mass_shares_hand_computed():

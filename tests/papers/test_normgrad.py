@@ -195,7 +195,7 @@ def _scipy_spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_class_sensitivity_records_resolve_the_claim_keys():
     from types import SimpleNamespace
 
-    from papers.gradcam.plotting import Recorder
+    from shared.plotting import Recorder
     from papers.normgrad.figures import class_sensitivity_records
     from shared.pipeline.results import result_key
 

@@ -1,4 +1,4 @@
-"""Helpers the figure scripts of the CAM-family papers share (gradcam, gradcampp, eigencam, normgrad).
+"""Helpers every paper's steps share (figure panels, chunked explanation, records and tables).
 
 Batched explanation of an evaluation set in chunks, map panels, result records with the
 pipeline's provenance, and a markdown table of records (``shared.pipeline.table``).
@@ -40,11 +40,10 @@ def class_explainer(method: str, adapter: ModelAdapter, **overrides: Any) -> Exp
 
 
 def applies(method: str, adapter: ModelAdapter) -> bool:
-    """Whether ``method`` is defined for the adapter's kind and task (its paper.yaml)."""
-    from shared.registry_meta import method_table
+    """Whether ``method`` is defined for the adapter's kind, task and architecture (its registration)."""
+    from shared.registry_meta import applies as _applies, method_info
 
-    spec = method_table()[method]
-    return adapter.kind in spec["kinds"] and adapter.task in spec["tasks"]
+    return _applies(method_info(method), adapter.kind, adapter.task, getattr(adapter, "arch", None))
 
 
 def show(ax: Axes, image: torch.Tensor | None, heat: torch.Tensor | None = None, title: str | None = None, alpha: float = 0.5) -> None:

@@ -1,0 +1,118 @@
+# Every paper's rules, generated from its paper.yaml (shared.paper_plan): results, tables, steps
+# (papers/<id>/figures.py), claims and the paper's target rule `<id>`. A paper's own
+# papers/<id>/rules.smk is optional, for a step no declaration can say.
+from shared.paper_plan import plan_papers
+
+PAPER_PLANS = plan_papers(config)
+for _pid, _plan in PAPER_PLANS.items():
+    PAPER_TARGETS[_pid] = _plan.targets()
+
+
+def _rule_of(paper: str, name: str) -> str:
+    PAPER_RULES.setdefault(paper, set()).add(name)
+    return name
+
+
+for _pid, _plan in sorted(PAPER_PLANS.items()):
+
+    rule:
+        name:
+            _rule_of(_pid, f"{_pid}_results")
+        input:
+            _plan.scores,
+        output:
+            _plan.results,
+        params:
+            cfg=lambda wc: results_cfg(),
+            paper=_pid,
+        log:
+            f"logs/papers/{_pid}/results.log",
+        shell:
+            "python -m shared.pipeline.results --paper {params.paper} --scores {input} --out {output} "
+            "--config-json {params.cfg} > {log} 2>&1"
+
+    for _table in _plan.tables:
+        if _table["kind"] == "results":
+
+            rule:
+                name:
+                    _rule_of(_pid, f"{_pid}_table_{_table['id']}")
+                input:
+                    _plan.results,
+                output:
+                    in_report(_table["file"]),
+                params:
+                    metrics=",".join(_table["metrics"]),
+                    methods=",".join(_table["methods"]),
+                log:
+                    f"logs/papers/{_pid}/table_{_table['id']}.log",
+                shell:
+                    "python -m shared.pipeline.table --results {input} --metrics {params.metrics} "
+                    "--methods {params.methods} --out {output} > {log} 2>&1"
+
+        else:
+
+            rule:
+                name:
+                    _rule_of(_pid, f"{_pid}_table_{_table['id']}")
+                input:
+                    scores=[f"data/scores/{_table['model']}/{m}.json" for m in _table["methods"]],
+                    maps=[f"data/maps/{_table['model']}/{m}.safetensors" for m in _table["methods"]],
+                output:
+                    in_report(_table["file"]),
+                params:
+                    model=_table["model"],
+                    methods=" ".join(_table["methods"]),
+                    cfg=lambda wc: results_cfg(),
+                log:
+                    f"logs/papers/{_pid}/table_{_table['id']}.log",
+                shell:
+                    "python -m shared.pipeline.diff --model {params.model} --methods {params.methods} "
+                    "--scores {input.scores} --maps {input.maps} --out {output} --config-json {params.cfg} > {log} 2>&1"
+
+    for _step in _plan.steps:
+
+        rule:
+            name:
+                _rule_of(_pid, f"{_pid}_{_step.id}")
+            input:
+                models=_step.checkpoints,
+                datasets=sorted(set(_step.datasets)),
+                maps=_step.maps,
+            output:
+                **{k: (in_report(v) if not v.endswith(".json") else v) for k, v in _step.outputs.items()},
+            params:
+                module=_step.module,
+                step=_step.id,
+                datasets=" ".join(_step.datasets),
+                methods=" ".join(_step.methods),
+                outputs=" ".join(f"{k}={v}" for k, v in _step.outputs.items()),
+                cfg=lambda wc: results_cfg(),
+            log:
+                f"logs/papers/{_pid}/{_step.id}.log",
+            shell:
+                "python -m {params.module} {params.step} --models {input.models} --datasets {params.datasets} "
+                "--methods {params.methods} --maps-dir data/maps --out {params.outputs} "
+                "--config-json {params.cfg} > {log} 2>&1"
+
+    rule:
+        name:
+            _rule_of(_pid, f"{_pid}_claims")
+        input:
+            [_plan.results, *_plan.records],
+        output:
+            in_report(_plan.claims),
+        params:
+            paper=_pid,
+            benchmark=lambda wc: cfg_json(config["benchmark"]),
+        log:
+            f"logs/papers/{_pid}/claims.log",
+        shell:
+            "python -m shared.pipeline.claims --paper {params.paper} --results {input} --out {output} "
+            "--benchmark-json {params.benchmark} > {log} 2>&1"
+
+    rule:
+        name:
+            _rule_of(_pid, _pid)
+        input:
+            PAPER_TARGETS[_pid],
