@@ -29,5 +29,5 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object], m
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a text file atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    """Write a text file (UTF-8) atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-from shared.results import dumps, repo_root
+from shared import REPO_ROOT
+from shared.atomic import write_text
+from shared.results import dumps
 
 BenchmarkFn = Callable[[bool], dict[str, Any]]
 _REGISTRY: dict[str, BenchmarkFn] = {}
@@ -99,7 +101,7 @@ def run_benchmarks(names: list[str] | None = None, out: str | Path = "reports/be
         raise ValueError(f"unknown benchmark(s) {unknown}; registered: {list_benchmarks()}")
     path = Path(out)
     if not path.is_absolute():
-        path = repo_root() / path
+        path = REPO_ROOT / path
     report: dict[str, Any] = {"benchmarks": {}}
     if path.exists():
         report = json.loads(path.read_text())
@@ -107,9 +109,8 @@ def run_benchmarks(names: list[str] | None = None, out: str | Path = "reports/be
     for name in chosen:
         figures = _REGISTRY[name](quick)
         report["benchmarks"][name] = {**figures, "quick": quick}
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = dumps(report)
-    path.write_text(text)
+    write_text(path, text)
     return json.loads(text)
 
 

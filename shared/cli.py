@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from shared.paper_meta import PAPERS_DIR, REPO_ROOT, PaperError, load_paper, paper_dirs
+from shared import REPO_ROOT
+from shared.paper_meta import PAPERS_DIR, PaperError, load_paper, paper_dirs
 
 
 def project_root() -> Path:
@@ -33,7 +34,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         except PaperError as exc:
             problems.append(str(exc))
             continue
-        names = [m["name"] for m in doc.get("methods", [])]
+        names = list(doc.get("methods", []))
         methods = ", ".join(names) if len(names) <= 3 else f"{', '.join(names[:3])} +{len(names) - 3} more"
         rows.append((doc["id"], doc["title"], str(doc["year"]), methods, doc["status"]))
     if rows:

@@ -6,15 +6,15 @@ other entry point, with messages that name the offending key and the file it cam
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from shared import REPO_ROOT
+from shared.results import config_hash as config_hash  # re-exported: rules/common.smk and the tests import it from here
+
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
 DEFAULT_CONFIG = REPO_ROOT / "config" / "default.yaml"
 
@@ -97,8 +97,3 @@ def validate_paper_sections(config: dict[str, Any], source: str = "config") -> N
         for error in jsonschema.Draft202012Validator(schema).iter_errors(section):
             raise ConfigError(f"{source}: papers.{paper_id}.{describe_error(error)}")
 
-
-def config_hash(config: dict[str, Any]) -> str:
-    """SHA-256 of the config in canonical JSON: part of every result's provenance."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()

@@ -8,7 +8,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from shared import REPO_ROOT
+
 PAPERS_DIR = REPO_ROOT / "papers"
 PAPER_SCHEMA = Path(__file__).with_name("paper_schema.yaml")
 CONTRACT_FILES = ("paper.yaml", "method.py", "README.md")

@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from shared.paper_meta import PAPERS_DIR, REPO_ROOT, load_paper
+from shared import REPO_ROOT
+from shared.paper_meta import PAPERS_DIR, load_paper
 from shared.results import ResultRecord, read_records, result_key
 
 

@@ -16,19 +16,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import atomic_write
+from shared import REPO_ROOT
+from shared.atomic import write_text
 
 FLOAT_DIGITS = 6
 """Significant digits kept when writing floats (diff-friendly, beyond any metric's precision)."""
-
-
-def repo_root() -> Path:
-    """The repository root: the nearest parent of this file holding ``pyproject.toml``."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "pyproject.toml").exists():
-            return parent
-    return here.parents[1]
 
 
 def round_floats(obj: Any, digits: int = FLOAT_DIGITS) -> Any:
@@ -65,7 +57,8 @@ def sha256_file(path: Path) -> str | None:
 
 
 def config_hash(config: Any) -> str:
-    """SHA-256 of the config's canonical JSON (sorted keys, compact), so key order does not matter."""
+    """SHA-256 of the config's canonical JSON (sorted keys, compact), so key order does not matter:
+    part of every result's provenance."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -109,7 +102,7 @@ def provenance(config: Any, seed: int | None = None, device: str | None = None, 
     reproducible from the commit alone). ``reports/`` is left out of that check: it holds the
     workflow's outputs, which a rerun rewrites while it runs, not its inputs.
     """
-    root = Path(root) if root is not None else repo_root()
+    root = Path(root) if root is not None else REPO_ROOT
     commit = _git(root, "rev-parse", "HEAD")
     status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports") if commit else None
     if seed is None and isinstance(config, dict) and config.get("seed") is not None:
@@ -223,7 +216,7 @@ def write_records(records: list[ResultRecord], path: Path | str) -> None:
     """Write records as a JSON list sorted by (metric, method, model, dataset)."""
     ordered = sorted(records, key=lambda r: (r.metric, r.method, r.model, r.dataset))
     text = dumps([r.to_dict() for r in ordered])
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    write_text(path, text)
 
 
 def read_records(path: Path | str) -> list[ResultRecord]:

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from papers.eigencam.method import first_principal_projection
-from papers.gradcam.bench import compare_with_pytorch_grad_cam
 from shared.bench import machine_info, register_benchmark, time_call
+from shared.bench_cam import compare_with_pytorch_grad_cam
 
 
 @register_benchmark("eigencam_speed")

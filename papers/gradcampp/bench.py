@@ -1,12 +1,12 @@
 """Speed of Grad-CAM++ against a bare forward pass and pytorch-grad-cam's GradCAMPlusPlus
-(same model, layer, batches and figures as papers/gradcam/bench.py)."""
+(model, layer, batches and figures: :mod:`shared.bench_cam`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from papers.gradcam.bench import compare_with_pytorch_grad_cam
 from shared.bench import register_benchmark
+from shared.bench_cam import compare_with_pytorch_grad_cam
 
 
 @register_benchmark("gradcampp_speed")

@@ -49,6 +49,7 @@ class ModelAdapter(nn.Module):
         num_prefix_tokens: int = 0,
         name: str = "model",
         classes: Sequence[str] = (),
+        arch: str | None = None,
     ) -> None:
         super().__init__()
         if kind not in ("cnn", "vit"):
@@ -68,6 +69,7 @@ class ModelAdapter(nn.Module):
         self.num_prefix_tokens = int(num_prefix_tokens)
         self.name = name
         self.classes = list(classes)
+        self.arch = arch  # the architecture name (config `arch`), for methods restricted to some (NAFlow)
         self.register_buffer("_mean", torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         for layer in [target_layer, *self.layers]:

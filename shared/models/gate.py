@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import atomic_write
+from shared.atomic import write_text
 
 from .checkpoint import load_checkpoint, read_sidecar
 
@@ -73,12 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GateError as exc:
         print(f"GATE FAILED: {exc}", file=sys.stderr)
         return 1
-    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-    atomic_write(args.out, write)
+    write_text(args.out, json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"gate passed: {record['model']} {record['metric']} = {record['value']:.4f} >= {record['gate']:.4f}")
     return 0
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import atomic_write
+from shared.atomic import write_text
 from shared.results import dumps, provenance
 
 from .checkpoint import read_sidecar
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = build_report(args.sidecars)
     text = dumps(report)
-    atomic_write(args.out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_text(args.out, text)
     for name, entry in report["models"].items():
         print(f"{name}: {entry['metric_name']} = {entry['value']:.4f} (gate {entry['gate']}, passed {entry['passed']})")
     print(f"wrote {args.out}")

@@ -132,6 +132,7 @@ def build_adapter(
         num_prefix_tokens=spec["num_prefix_tokens"],
         name=name,
         classes=classes,
+        arch=model_cfg.get("arch"),
     )
 
 

@@ -22,9 +22,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
+from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.metrics import bootstrap_ci, kendall_tau_b, paired_comparison, spearman, top_k_overlap  # noqa: E402
-from shared.pipeline.io import load_maps, write_json, write_text  # noqa: E402
+from shared.pipeline.io import load_maps, write_json  # noqa: E402
 from shared.pipeline.table import LOWER_IS_BETTER  # noqa: E402
 
 DEFAULT_METRICS = ["deletion", "insertion", "pointing_game", "energy_pointing_game", "relevance_mass", "relevance_rank_accuracy"]

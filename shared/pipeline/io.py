@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from shared.atomic import atomic_write
+from shared.atomic import atomic_write, write_text  # write_text is re-exported (figures import it from here)
 from shared.data import SplitTensors, load_split, read_meta
 from shared.explain import ClassTarget, Target
 from shared.explain.pair import PairTarget
@@ -84,10 +84,4 @@ def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically, with stable key order (diff-friendly, byte-stable)."""
     from shared.results import dumps
 
-    text = dumps(obj)  # sorted keys, rounded floats: byte-stable and diff-friendly
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically."""
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    write_text(path, dumps(obj))  # sorted keys, rounded floats: byte-stable and diff-friendly

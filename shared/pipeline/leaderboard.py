@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.pipeline import table  # noqa: E402
-from shared.pipeline.io import write_text  # noqa: E402
 from shared.pipeline.results import records_from_scores  # noqa: E402
 from shared.runtime import pick_device
 from shared.results import ResultRecord, provenance, write_records  # noqa: E402

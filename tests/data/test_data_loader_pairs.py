@@ -1,17 +1,14 @@
-"""Loader (in-memory and lazy) and the pair sampler."""
+"""Loader (in-memory and lazy), on the shapes_pair dataset."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from shared.data import ImageTable, load_split, read_table
 from shared.data.generate import generate
-from shared.data.pairs import sample_pairs
 
 
 @pytest.fixture(scope="module")
@@ -50,31 +47,3 @@ def test_image_table_resizes_lazily(pairs_root):
     assert xs.min() >= item["box"][0] and xs.max() < item["box"][2]
     assert ImageTable(pairs_root, "test")[3]["image"].equal(full.images[3])
 
-
-@settings(max_examples=40, deadline=None)
-@given(labels=st.lists(st.integers(0, 4), min_size=3, max_size=40), n=st.integers(1, 30), seed=st.integers(0, 2**31))
-def test_sample_pairs_properties(labels, n, seed):
-    labels = np.array(labels)
-    counts = np.bincount(labels)
-    if (counts < 2).all() or np.unique(labels).size < 2:
-        with pytest.raises(ValueError):
-            sample_pairs(labels, max(n, 2), seed)
-        return
-    query, ref, same = sample_pairs(labels, n, seed)
-    assert query.shape == ref.shape == same.shape == (n,)
-    assert same.sum() == n // 2  # half same, half different
-    assert (query != ref).all()
-    assert np.array_equal(labels[query] == labels[ref], same)
-    again = sample_pairs(torch.tensor(labels), n, seed)
-    assert all(np.array_equal(a, b) for a, b in zip((query, ref, same), again))
-
-
-def test_sample_pairs_covers_all_candidates():
-    labels = np.array([0, 0, 0, 1, 1, 2])
-    query, ref, same = sample_pairs(labels, 4000, seed=0)
-    pairs = set(zip(query[same].tolist(), ref[same].tolist()))
-    # Every ordered same-class pair of distinct rows occurs: 3*2 (class 0) + 2*1 (class 1).
-    assert pairs == {(a, b) for a in range(6) for b in range(6) if a != b and labels[a] == labels[b]}
-    diff = set(zip(query[~same].tolist(), ref[~same].tolist()))
-    assert diff == {(a, b) for a in range(6) for b in range(6) if labels[a] != labels[b]}
-    assert not np.array_equal(sample_pairs(labels, 50, 1)[0], sample_pairs(labels, 50, 2)[0])
