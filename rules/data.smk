@@ -31,7 +31,14 @@ def _one_of(names):
     return "|".join(names) if names else "(?!x)x"
 
 
-DATASET_FIGURES = expand("reports/data/{name}.png", name=defined_datasets())
+def used_datasets():
+    """The datasets this config uses: the benchmark's roles and every model's dataset. (A config
+    merged over the default keeps the default's dataset sections; they are not built unless used.)"""
+    used = set(config.get("benchmark", {}).values()) | {m["dataset"] for m in config.get("models", {}).values()}
+    return [name for name in defined_datasets() if name in used]
+
+
+DATASET_FIGURES = expand("reports/data/{name}.png", name=used_datasets())
 
 
 rule dataset:

@@ -1,18 +1,18 @@
-"""DAAM figures: the block-by-block flow for several test images (supervised and self-supervised).
+"""DAAM steps: the block-by-block flow for several test images (supervised and self-supervised).
 
-    python -m papers.daam.figures flow --model data/models/vit.safetensors --dataset data/datasets/shapes \
-        --out reports/daam/flow.png --config-json '{...}'
-    python -m papers.daam.figures flow_ssl --model ... --dataset ... --out reports/daam/flow_ssl.png --config-json '{...}'
+    python -m papers.daam.figures flow --models data/models/vit.safetensors --datasets data/datasets/<its dataset> \
+        --out figure=reports/daam/flow.png --config-json '{...}'
+    python -m papers.daam.figures flow_ssl --models ... --datasets ... --out figure=reports/daam/flow_ssl.png \
+        --config-json '{...}'
 
-Rows: images (the first ``--n`` of the pipeline's evaluation subset); columns: the per-block maps
-M_l, then the accumulated maps D_l shown with the authors' display mapping. The
-self-supervised flow builds its k-NN memory bank from the dataset's training split.
+Rows: images (the first :data:`N_SHOW` of the ViT's evaluation subset, ``ctx.eval_batch``);
+columns: the per-block maps M_l, then the accumulated maps D_l shown with the authors' display
+mapping. The per-block maps M_l are not a registered method's output (``daam_b<k>`` is D_k), so
+the flow is computed here, in one pass per figure. The self-supervised flow builds its k-NN
+memory bank from the training split of the model's dataset.
 """
 
 from __future__ import annotations
-
-import argparse
-import json
 
 import matplotlib
 
@@ -22,9 +22,11 @@ import torch  # noqa: E402
 
 from papers.daam.method import DAAM, DAAMSelfSupervised, display_mapping  # noqa: E402
 from shared.explain import upsample  # noqa: E402
+from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
-from shared.pipeline.io import eval_batch  # noqa: E402
-from shared.runtime import setup_from_config  # noqa: E402
+
+N_SHOW = 6
+"""Images (rows) in each flow figure."""
 
 
 def flow_figure(images: torch.Tensor, block_maps: torch.Tensor, accumulated: torch.Tensor, title: str):
@@ -51,29 +53,35 @@ def flow_figure(images: torch.Tensor, block_maps: torch.Tensor, accumulated: tor
     return fig
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("kind", choices=["flow", "flow_ssl"])
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=6)
-    p.add_argument("--config-json", required=True)
-    args = p.parse_args(argv)
-    cfg = json.loads(args.config_json)
-    device = setup_from_config(cfg)
-    batch = eval_batch(args.model, args.dataset, args.n, device)
-    if args.kind == "flow":
-        flow = DAAM(batch.adapter).flow(batch.images, batch.target)
-        title = "DAAM (supervised): per-block maps M_l and accumulated maps D_l"
-    else:
-        flow = DAAMSelfSupervised(batch.adapter, dataset=args.dataset).flow(batch.images, None)
-        title = "DAAM (self-supervised weights from a k-NN memory bank of class-token embeddings)"
-    fig = flow_figure(batch.images, flow.block_maps, flow.accumulated, title)
-    save_figure(fig, args.out)
-    plt.close(fig)
-    return 0
+def _vit_batch(ctx: StepContext):
+    """The step's one model (the ViT): its first :data:`N_SHOW` evaluation images and their targets."""
+    if len(ctx.models) != 1:
+        raise SystemExit(f"error: step {ctx.step!r} explains one model (the ViT), got {len(ctx.models)}: {' '.join(ctx.models)}")
+    batch = ctx.eval_batch(0)
+    idx = torch.arange(min(N_SHOW, batch.images.shape[0]), device=batch.images.device)
+    return batch, batch.images[idx], batch.target.subset(idx)
 
+
+def _write(ctx: StepContext, images: torch.Tensor, flow, title: str) -> None:
+    fig = flow_figure(images, flow.block_maps, flow.accumulated, title)
+    save_figure(fig, ctx.output("figure"))
+    plt.close(fig)
+
+
+def flow(ctx: StepContext) -> None:
+    """Output ``figure``: the supervised flow (weights from the target class's gradient)."""
+    batch, images, target = _vit_batch(ctx)
+    _write(ctx, images, DAAM(batch.adapter).flow(images, target), "DAAM (supervised): per-block maps M_l and accumulated maps D_l")
+
+
+def flow_ssl(ctx: StepContext) -> None:
+    """Output ``figure``: the self-supervised flow (k-NN memory bank of the training split)."""
+    batch, images, _ = _vit_batch(ctx)
+    result = DAAMSelfSupervised(batch.adapter, dataset=ctx.datasets[0]).flow(images, None)
+    _write(ctx, images, result, "DAAM (self-supervised weights from a k-NN memory bank of class-token embeddings)")
+
+
+STEPS = {"flow": flow, "flow_ssl": flow_ssl}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(step_main(STEPS, __doc__))

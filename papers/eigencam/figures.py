@@ -1,9 +1,12 @@
 """Eigen-CAM's robustness experiment: localisation on FGSM-perturbed images (paper, Table III).
 
+The step ``adversarial`` (declared in papers/eigencam/paper.yaml, run through
+``shared.figure_step.step_main``), on each classifier's evaluation subset of the classification dataset::
+
     python -m papers.eigencam.figures adversarial --models data/models/resnet.safetensors ... \
-        --dataset data/datasets/shapes --methods eigencam,gradcam,gradcampp \
-        --out reports/eigencam/adversarial.md --records reports/eigencam/adversarial.json \
-        --figure reports/eigencam/adversarial.png --config-json '{...}'
+        --datasets <each model's dataset> ... --methods eigencam gradcam gradcampp \
+        --out table=reports/eigencam/adversarial.md records=reports/eigencam/adversarial.json \
+              figure=reports/eigencam/adversarial.png --config-json '{...}'
 
 FGSM (Goodfellow, Shlens & Szegedy, ICLR 2015): x' = clip_[0,1](x + ε · sign(∇_x CE(f(x), y))) with y
 the true class, one step from the clean image, ε ∈ {0, 1, 2, 4, 8}/255 (0 = clean). Every method
@@ -16,9 +19,8 @@ difference); ``accuracy_fgsm4`` (method ``classifier``) is the classifier's accu
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -29,6 +31,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from shared.plotting import Recorder, applies, class_explainer, in_chunks  # noqa: E402
 from shared.explain import check_images, frozen  # noqa: E402
+from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.metrics import cam_localisation, energy_pointing_game, pointing_game  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
@@ -137,57 +140,43 @@ def render_tables(records: list, methods: list[str], epsilons_255: Sequence[int]
     """Markdown (one table per measure) and a CSV of every record."""
     from shared.pipeline.table import render
 
-    parts, csvs = [], []
+    sections, csvs = [], []
     groups = [(f"{metric} under FGSM (columns: ε × 255)", [f"{metric}_fgsm{e}" for e in epsilons_255], methods) for metric in LOCALISATION]
     groups.append(("classifier accuracy under FGSM", [f"accuracy_fgsm{e}" for e in epsilons_255], ["classifier"]))
     groups.append(("loss from clean to ε = 8/255 (paired; lower = more robust)", [f"{m}_drop_fgsm{max(epsilons_255)}" for m in LOCALISATION], methods))
     for title, metrics, rows in groups:
         md, table_csv = render(records, metrics, rows, None, title)
-        parts.append(md)
+        sections.append(md)
         csvs.append(table_csv)
-    return "\n".join(parts), "".join(csvs)
+    return "\n".join(sections), "".join(csvs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pathlib import Path
-
-    from shared.pipeline.io import eval_batch, write_text
+def adversarial(ctx: StepContext) -> None:
+    """Table III: localisation of every method at every FGSM strength, per classifier."""
+    from shared.pipeline.io import write_text
     from shared.results import write_records
-    from shared.runtime import setup_from_config
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("kind", choices=["adversarial"])
-    p.add_argument("--models", nargs="+", required=True, help="classifier checkpoints (.safetensors)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--methods", default="eigencam,gradcam,gradcampp")
-    p.add_argument("--epsilons", default=",".join(map(str, EPSILONS_255)), help="FGSM strengths in 1/255 units; 0 = clean")
-    p.add_argument("--out", required=True, help="the markdown table")
-    p.add_argument("--records", required=True, help="result records (.json)")
-    p.add_argument("--figure", help="optional .png: localisation vs ε")
-    p.add_argument("--config-json", required=True)
-    args = p.parse_args(argv)
-    cfg = json.loads(args.config_json)
-    device = setup_from_config(cfg)
-    methods = [m for m in args.methods.split(",") if m]
-    epsilons = sorted({int(e) for e in args.epsilons.split(",") if e} | {0})
-    rec = Recorder(cfg)
+    table_path, records_path, figure_path = ctx.output("table"), ctx.output("records"), ctx.output("figure")
+    methods = list(ctx.methods)
+    epsilons = sorted(set(EPSILONS_255) | {0})
+    rec = Recorder(ctx.config)
     runs = {}
-    for path in args.models:
-        batch = eval_batch(path, args.dataset, cfg["eval"]["n_images"], device)
+    for i, path in enumerate(ctx.models):
+        batch = ctx.eval_batch(i)
         if batch.adapter.task != "classifier":
             raise ValueError(f"{path} is an embedding model: FGSM on the true class needs a classifier")
-        runs[batch.adapter.name] = adversarial_run(batch, methods, epsilons, cfg["eval"]["batch_size"], rec)
-    write_records(rec.records, args.records)
+        runs[batch.adapter.name] = adversarial_run(batch, methods, epsilons, ctx.eval["batch_size"], rec)
+    write_records(rec.records, records_path)
     md, table_csv = render_tables(rec.records, methods, epsilons)
-    write_text(args.out, md)
-    write_text(Path(args.out).with_suffix(".csv"), table_csv)
-    if args.figure:
-        by = {(r.model, r.method, r.metric): r for r in rec.records}
-        fig = adversarial_figure(runs, epsilons, by)
-        save_figure(fig, args.figure)
-        plt.close(fig)
-    return 0
+    write_text(table_path, md)
+    write_text(Path(table_path).with_suffix(".csv"), table_csv)
+    by = {(r.model, r.method, r.metric): r for r in rec.records}
+    fig = adversarial_figure(runs, epsilons, by)
+    save_figure(fig, figure_path)
+    plt.close(fig)
 
+
+STEPS = {"adversarial": adversarial}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(step_main(STEPS, __doc__))

@@ -1,26 +1,32 @@
 """Figures of the Grad-CAM paper, with every method of the four CAM-family papers beside it.
 
-    python -m papers.gradcam.figures qualitative --models data/models/resnet.safetensors ... \
-        --dataset data/datasets/shapes --out reports/gradcam/qualitative.png --config-json '{...}'
-    python -m papers.gradcam.figures pairs --models ... --dataset data/datasets/shapes_pair \
-        --out reports/gradcam/class_discriminative.png --table reports/gradcam/class_discriminativeness.md \
-        --records reports/gradcam/pairs.json --config-json '{...}'
-    python -m papers.gradcam.figures sanity --models data/models/resnet.safetensors --dataset data/datasets/shapes \
-        --out reports/gradcam/sanity.png --records reports/gradcam/sanity.json --config-json '{...}'
+Steps (declared in papers/gradcam/paper.yaml, run through ``shared.figure_step.step_main``)::
 
-Images are the pipeline's evaluation subset (first ``eval.n_images`` test images; for pairs,
-the first ``eval.n_images`` pair images whose two classes the classifier knows). Maps are
-min–max normalised per image for display only (``shared.explain.normalize_maps``); the numbers
-use the raw maps. Records: ``pairs.json`` (``mass_on_object``, ``mass_on_other``,
-``mass_object_minus_other`` on ``shapes_pair``) and ``sanity.json``
-(``randomised_spearman_<block>``, ``randomised_ssim_<block>``, ``randomised_constant_map_<block>``:
-a map made constant by randomisation has an undefined rank correlation, counted as 0).
+    python -m papers.gradcam.figures qualitative --models data/models/resnet.safetensors ... \
+        --datasets <each model's dataset> ... --methods gradcam guided_gradcam ... --maps-dir data/maps \
+        --out figure=reports/gradcam/qualitative.png --config-json '{...}'
+    python -m papers.gradcam.figures pairs --models ... --datasets <the pairs dataset, once per model> ... \
+        --methods gradcam guided_gradcam gradcampp eigencam normgrad \
+        --out figure=reports/gradcam/class_discriminative.png table=reports/gradcam/class_discriminativeness.md \
+              records=reports/gradcam/pairs.json --config-json '{...}'
+    python -m papers.gradcam.figures sanity --models data/models/resnet.safetensors --datasets <its dataset> \
+        --methods ... --out figure=reports/gradcam/sanity.png records=reports/gradcam/sanity.json --config-json '{...}'
+
+Images are the pipeline's evaluation subset (first ``eval.n_images`` test images of the model's
+dataset; for pairs, the first ``eval.n_images`` images of the pairs dataset whose two classes the
+classifier knows). ``qualitative`` shows the first three images of each classifier's evaluation
+subset with the shared maps (``data/maps/<model>/<method>.safetensors``, computed once by the
+explain job; a method not defined for a model gets a blank panel). Maps are min–max normalised
+per image for display only (``shared.explain.normalize_maps``); the numbers use the raw maps.
+Records: ``pairs.json`` (``mass_on_object``, ``mass_on_other``, ``mass_object_minus_other`` on the
+pairs dataset) and ``sanity.json`` (``randomised_spearman_<block>``, ``randomised_ssim_<block>``,
+``randomised_constant_map_<block>``: a map made constant by randomisation has an undefined rank
+correlation, counted as 0).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+from pathlib import Path
 
 import matplotlib
 
@@ -32,53 +38,73 @@ from torch import nn  # noqa: E402
 from shared.plotting import Recorder, applies, blank, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
 from shared.data import load_split, read_meta  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
+from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.metrics import bootstrap_ci, cascading_randomisation  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
 
-QUALITATIVE_METHODS = [
-    "gradcam",
-    "guided_gradcam",
-    "gradcampp",
-    "eigencam",
-    "eigencam_centered",
-    "normgrad",
-    "normgrad_3x3",
-    "normgrad_combined",
-    "normgrad_meta",
-]
-"""Every method of the four papers, in the order of the papers (stage variants: papers/normgrad)."""
-
-PAIR_METHODS = ["gradcam", "guided_gradcam", "gradcampp", "eigencam", "normgrad"]
-SANITY_METHODS = ["gradcam", "guided_gradcam", "gradcampp", "eigencam", "normgrad"]
 PAIR_METRICS = ["mass_on_object", "mass_on_other", "mass_object_minus_other"]
 
 
 # ---------------------------------------------------------------- qualitative grid (Fig. 1)
 
 
-def qualitative_figure(batches: list, methods: list[str], batch_size: int, n_show: int = 3) -> plt.Figure:
-    """Rows: (model, image); columns: the image, then each method's normalised map."""
+def model_key(ctx: StepContext, i: int) -> str:
+    """The name model ``i``'s shared maps are filed under: its checkpoint's stem (``data/maps/<stem>/``)."""
+    return Path(ctx.models[i]).stem
+
+
+def shared_maps(ctx: StepContext, i: int, method: str, n: int) -> torch.Tensor:
+    """The shared maps of ``method`` on model ``i`` (N, H, W), checked to cover its ``n`` evaluation images."""
+    maps = ctx.maps(model_key(ctx, i), method)
+    if maps.shape[0] != n:
+        raise ValueError(
+            f"{ctx.maps_dir / model_key(ctx, i) / method}.safetensors holds {maps.shape[0]} maps but the evaluation "
+            f"subset has {n} images: recompute the maps with this config's eval.n_images"
+        )
+    return maps
+
+
+def qualitative_figure(batches: list, methods: list[str], maps: dict[tuple[str, str], torch.Tensor], n_show: int = 3) -> plt.Figure:
+    """Rows: (model, image); columns: the image, then each method's map (min–max normalised for display).
+
+    ``maps[model name, method]``: at least the first ``n_show`` maps of the method on that model's
+    evaluation subset; a missing key (a method not defined for the model) gets a blank panel.
+    """
     rows = [(b, i) for b in batches for i in range(min(n_show, b.images.shape[0]))]
     fig, axes = plt.subplots(len(rows), len(methods) + 1, figsize=(1.0 * (len(methods) + 1), 1.05 * len(rows)), squeeze=False)
-    maps: dict[tuple[str, str], torch.Tensor] = {}
-    for b in batches:
-        labels = b.split.labels.to(b.images.device)
-        for m in methods:
-            if applies(m, b.adapter):
-                k = min(n_show, b.images.shape[0])
-                maps[b.adapter.name, m] = normalize_maps(in_chunks(class_explainer(m, b.adapter), b.images[:k], labels[:k], batch_size))
+    shown = {key: normalize_maps(m[: min(n_show, m.shape[0])]) for key, m in maps.items()}
     for r, (b, i) in enumerate(rows):
         name = b.adapter.name
         show(axes[r, 0], b.images[i], title=f"{name}: {b.split.class_names[i]}")
         for c, m in enumerate(methods, start=1):
             title = m if r == 0 else None
-            if (name, m) in maps:
-                show(axes[r, c], b.images[i], maps[name, m][i], title=title)
+            if (name, m) in shown:
+                show(axes[r, c], b.images[i], shown[name, m][i], title=title)
             else:
                 blank(axes[r, c], f"{m}\nnot defined\nfor {b.adapter.kind}")
     fig.tight_layout(pad=0.3)
     return fig
+
+
+def qualitative(ctx: StepContext, n_show: int = 3) -> None:
+    """Fig. 1: the first ``n_show`` images of each classifier's evaluation subset, every method's shared map."""
+    figure_path = ctx.output("figure")
+    batches, maps = [], {}
+    for i in range(len(ctx.models)):
+        b = ctx.eval_batch(i)
+        if b.adapter.task != "classifier":
+            continue
+        batches.append(b)
+        k = min(n_show, b.images.shape[0])
+        for m in ctx.methods:
+            if applies(m, b.adapter):
+                maps[b.adapter.name, m] = shared_maps(ctx, i, m, b.images.shape[0])[:k]
+    if not batches:
+        raise ValueError("qualitative needs at least one classifier among --models")
+    fig = qualitative_figure(batches, ctx.methods, maps, n_show)
+    save_figure(fig, figure_path)
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------- class discriminativeness (Fig. 1 c, i)
@@ -124,7 +150,7 @@ def load_pairs(adapter: ModelAdapter, dataset_dir: str, n_images: int, device: t
         raise ValueError(
             f"{adapter.name} has {n_logits} outputs but {len(known)} class names, so the classes of "
             f"{dataset_dir} cannot be matched to its logits by name; class discriminativeness needs a "
-            f"classifier trained on the pair dataset's classes (the default benchmark: shapes + shapes_pair)"
+            f"classifier trained on the pairs dataset's classes (as in the default benchmark)"
         )
     index = {name: i for i, name in enumerate(known)}
     partner = pair_partners(split.image_ids)
@@ -133,7 +159,7 @@ def load_pairs(adapter: ModelAdapter, dataset_dir: str, n_images: int, device: t
     if not bool(keep.any()):
         raise ValueError(
             f"no pair image of {dataset_dir} has both classes among the classifier's {known}; "
-            f"generate shapes_pair with the classifier's classes (datasets.shapes_pair.n_classes)"
+            f"generate the pairs dataset with the classifier's classes (its n_classes in the config's datasets section)"
         )
     rows = torch.nonzero(keep).flatten()
     labels = torch.tensor([index[split.class_names[i]] for i in rows.tolist()])
@@ -166,35 +192,39 @@ def pairs_figure(adapter: ModelAdapter, pairs: dict, maps: dict[str, torch.Tenso
     return fig
 
 
-def run_pairs(args, cfg, device) -> None:
+def pairs(ctx: StepContext) -> None:
+    """Fig. 1 (c, i), quantified: map mass on the explained vs the other object, per classifier and method."""
     from shared.models import load_checkpoint
 
-    rec = Recorder(cfg)
-    dataset = read_meta(args.dataset)["name"]
+    figure_path, table_path, records_path = ctx.output("figure"), ctx.output("table"), ctx.output("records")
+    rec = Recorder(ctx.config)
     figure_done = False
-    for path in args.models:
-        adapter = load_checkpoint(path, device=device).explain_mode()
+    datasets = []
+    for path, dataset_dir in zip(ctx.models, ctx.datasets):
+        adapter = load_checkpoint(path, device=ctx.device).explain_mode()
         if adapter.task != "classifier":
             continue
-        pairs = load_pairs(adapter, args.dataset, cfg["eval"]["n_images"], device)
-        methods = [m for m in args.methods if applies(m, adapter)]
+        dataset = read_meta(dataset_dir)["name"]
+        datasets.append(dataset)
+        pair_data = load_pairs(adapter, dataset_dir, ctx.eval["n_images"], ctx.device)
+        methods = [m for m in ctx.methods if applies(m, adapter)]
         maps, shares = {}, {}
         for m in methods:
-            maps[m] = in_chunks(class_explainer(m, adapter), pairs["images"], pairs["labels"], cfg["eval"]["batch_size"]).cpu()
-            on, off = object_mass_shares(maps[m], pairs["masks"], pairs["other_masks"])
+            maps[m] = in_chunks(class_explainer(m, adapter), pair_data["images"], pair_data["labels"], ctx.eval["batch_size"]).cpu()
+            on, off = object_mass_shares(maps[m], pair_data["masks"], pair_data["other_masks"])
             shares[m] = (on, off)
             for metric, values in zip(PAIR_METRICS, (on, off, on - off)):
                 rec.add(values, metric=metric, method=m, model=adapter.name, dataset=dataset)
         if not figure_done:  # the paper's figure: the first model given (the ResNet)
-            fig = pairs_figure(adapter, pairs, maps, shares, [m for m in args.methods if m in maps])
-            save_figure(fig, args.out)
+            fig = pairs_figure(adapter, pair_data, maps, shares, [m for m in ctx.methods if m in maps])
+            save_figure(fig, figure_path)
             plt.close(fig)
             figure_done = True
     if not figure_done:
         raise ValueError("pairs needs at least one classifier among --models")
     write_records_and_table(
-        rec.records, args.records, args.table, PAIR_METRICS, args.methods,
-        "Share of positive map mass on the explained object and on the other object (shapes_pair)",
+        rec.records, records_path, table_path, PAIR_METRICS, ctx.methods,
+        f"Share of positive map mass on the explained object and on the other object ({', '.join(dict.fromkeys(datasets))})",
     )
 
 
@@ -261,15 +291,17 @@ def sanity_figure(adapter: ModelAdapter, images: torch.Tensor, layers: list[str]
     return fig
 
 
-def run_sanity(args, cfg, device) -> None:
-    from shared.pipeline.io import eval_batch
-
-    batch = eval_batch(args.models[0], args.dataset, cfg["eval"]["n_images"], device)
+def sanity(ctx: StepContext) -> None:
+    """Adebayo et al. 2018: cascading randomisation of the step's one model, from the top."""
+    if len(ctx.models) != 1:
+        raise ValueError(f"sanity randomises one model; the step lists {len(ctx.models)}")
+    figure_path, records_path = ctx.output("figure"), ctx.output("records")
+    batch = ctx.eval_batch(0)
     adapter = batch.adapter
-    methods = [m for m in args.methods if applies(m, adapter)]
-    seed = int(cfg.get("seed", 0))
-    layers, curves = sanity_curves(adapter, batch.images, methods, cfg["eval"]["batch_size"], seed)
-    rec = Recorder(cfg)
+    methods = [m for m in ctx.methods if applies(m, adapter)]
+    seed = int(ctx.config.get("seed", 0))
+    layers, curves = sanity_curves(adapter, batch.images, methods, ctx.eval["batch_size"], seed)
+    rec = Recorder(ctx.config)
     for m, (_, rsteps) in curves.items():
         for s in rsteps:
             short = s.layer.removeprefix("model.").replace(".", "_")
@@ -279,48 +311,15 @@ def run_sanity(args, cfg, device) -> None:
             rec.add(constant, metric=f"randomised_constant_map_{short}", method=m, model=adapter.name, dataset=batch.dataset)
     from shared.results import write_records
 
-    write_records(rec.records, args.records)
-    fig = sanity_figure(adapter, batch.images.cpu(), layers, curves, float(cfg["eval"]["ci"]), int(cfg["eval"]["bootstrap"]), seed)
-    save_figure(fig, args.out)
+    write_records(rec.records, records_path)
+    fig = sanity_figure(adapter, batch.images.cpu(), layers, curves, float(ctx.eval["ci"]), int(ctx.eval["bootstrap"]), seed)
+    save_figure(fig, figure_path)
     plt.close(fig)
 
 
 # ---------------------------------------------------------------- entry point
 
-
-def main(argv: list[str] | None = None) -> int:
-    from shared.pipeline.io import eval_batch
-    from shared.runtime import setup_from_config
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("kind", choices=["qualitative", "pairs", "sanity"])
-    p.add_argument("--models", nargs="+", required=True, help="classifier checkpoints (.safetensors)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--methods", help="comma-separated methods (default: the figure's own list)")
-    p.add_argument("--out", required=True, help="the figure (.png)")
-    p.add_argument("--table", help="pairs: the markdown table")
-    p.add_argument("--records", help="pairs / sanity: result records (.json)")
-    p.add_argument("--config-json", required=True)
-    args = p.parse_args(argv)
-    cfg = json.loads(args.config_json)
-    device = setup_from_config(cfg)
-    default = {"qualitative": QUALITATIVE_METHODS, "pairs": PAIR_METHODS, "sanity": SANITY_METHODS}[args.kind]
-    args.methods = [m for m in args.methods.split(",") if m] if args.methods else default
-    if args.kind in ("pairs", "sanity") and not args.records:
-        p.error(f"{args.kind} writes result records: give --records reports/gradcam/{args.kind}.json")
-    if args.kind == "pairs" and not args.table:
-        p.error("pairs writes a table: give --table reports/gradcam/class_discriminativeness.md")
-    if args.kind == "qualitative":
-        batches = [eval_batch(m, args.dataset, cfg["eval"]["n_images"], device) for m in args.models]
-        fig = qualitative_figure([b for b in batches if b.adapter.task == "classifier"], args.methods, cfg["eval"]["batch_size"])
-        save_figure(fig, args.out)
-        plt.close(fig)
-    elif args.kind == "pairs":
-        run_pairs(args, cfg, device)
-    else:
-        run_sanity(args, cfg, device)
-    return 0
-
+STEPS = {"qualitative": qualitative, "pairs": pairs, "sanity": sanity}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(step_main(STEPS, __doc__))

@@ -1,76 +1,91 @@
-"""NAFlow figure: the layer-by-layer flow on the plain CNN for several test images, beside Grad-CAM.
+"""NAFlow step: the layer-by-layer flow on the plain CNN for several test images, beside Grad-CAM.
 
-    python -m papers.naflow.figures flow --model data/models/plaincnn.safetensors \
-        --dataset data/datasets/shapes --out reports/naflow/flow.png --config-json '{...}'
+    python -m papers.naflow.figures flow --models data/models/plaincnn.safetensors \
+        --datasets data/datasets/<its dataset> --methods naflow_b1 ... naflow_b5 gradcam_b1 ... gradcam_b5 \
+        --maps-dir data/maps --out figure=reports/naflow/flow.png --config-json '{...}'
 
-Rows: per image, NAFlow (top) and Grad-CAM at the same layers (bottom); columns: the conv
-blocks' outputs from the last (where the flow starts) down to the first. Each map is min–max
+Rows: per image (the first :data:`N_SHOW` of the model's evaluation subset), NAFlow (top) and
+Grad-CAM at the same layer (bottom); columns: the conv blocks' outputs from the last (where the
+flow starts) down to the first. The maps are the shared maps ``naflow_b<k>`` and ``gradcam_b<k>``
+(``ctx.maps``, computed once by the per-model explain job; the step declares them with
+``maps: true``), for every block k whose two methods the step lists. Each map is min–max
 normalised for display.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import re
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
 
-from papers.naflow.method import GradCAMBlock, block_layers, naflow, plain_features  # noqa: E402
-from shared.explain import normalize_maps, upsample  # noqa: E402
+from shared.explain import normalize_maps  # noqa: E402
+from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
-from shared.pipeline.io import eval_batch  # noqa: E402
-from shared.runtime import setup_from_config  # noqa: E402
+
+N_SHOW = 4
+"""Images in the flow figure (two rows each)."""
+
+BLOCK = re.compile(r"^(naflow|gradcam)_b(\d+)$")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("kind", choices=["flow"])
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=4)
-    p.add_argument("--config-json", required=True)
-    args = p.parse_args(argv)
-    cfg = json.loads(args.config_json)
-    device = setup_from_config(cfg)
-    batch = eval_batch(args.model, args.dataset, args.n, device)
-    adapter, images = batch.adapter, batch.images
-    prefix, features = plain_features(adapter)
-    blocks = block_layers(features, prefix)[::-1]  # top (flow start) to bottom
-    result = naflow(adapter, images, batch.target)
-    size = tuple(images.shape[-2:])
+def flow_blocks(methods: list[str]) -> list[int]:
+    """The blocks k for which both ``naflow_b<k>`` and ``gradcam_b<k>`` are listed, top to bottom."""
+    found: dict[str, set[int]] = {"naflow": set(), "gradcam": set()}
+    for m in methods:
+        match = BLOCK.match(m)
+        if match:
+            found[match.group(1)].add(int(match.group(2)))
+    return sorted(found["naflow"] & found["gradcam"], reverse=True)
+
+
+def flow(ctx: StepContext) -> None:
+    """Output ``figure``: NAFlow vs Grad-CAM at every block, read from the shared maps."""
+    if len(ctx.models) != 1:
+        raise SystemExit(f"error: step flow explains one plain CNN, got {len(ctx.models)} models: {' '.join(ctx.models)}")
+    blocks = flow_blocks(ctx.methods)
+    if not blocks:
+        raise SystemExit("error: step flow needs naflow_b<k> and gradcam_b<k> for at least one block k in the step's methods")
+    model = Path(ctx.models[0]).stem  # data/maps/<model>/...
+    images = ctx.eval_batch(0).images
+    n = min(N_SHOW, images.shape[0])
+    images = images[:n]
     rows = []
-    for layer in blocks:
-        k = result.layers.index(layer)
-        nf = normalize_maps(upsample(result.maps[k], size))
-        gc = normalize_maps(GradCAMBlock(adapter, layer=layer)(images, batch.target))
-        rows.append((layer, nf, gc))
-    n, cols = images.shape[0], len(blocks) + 1
+    for k in blocks:
+        nf, gc = (ctx.maps(model, f"{name}_b{k}") for name in ("naflow", "gradcam"))
+        for name, maps in (("naflow", nf), ("gradcam", gc)):
+            if maps.shape[0] < n or tuple(maps.shape[-2:]) != tuple(images.shape[-2:]):
+                raise SystemExit(
+                    f"error: the maps of {name}_b{k} on {model} have shape {tuple(maps.shape)}; expected at least "
+                    f"{n} maps of {tuple(images.shape[-2:])} (recompute them with the current config)"
+                )
+        rows.append((k, normalize_maps(nf[:n]), normalize_maps(gc[:n])))
+    cols = len(blocks) + 1
     fig, axes = plt.subplots(2 * n, cols, figsize=(1.4 * cols, 1.4 * 2 * n), squeeze=False)
     for i in range(n):
         img = images[i].permute(1, 2, 0).cpu().numpy()
         for r, name in ((2 * i, "NAFlow"), (2 * i + 1, "Grad-CAM")):
             axes[r, 0].imshow(img)
             axes[r, 0].set_ylabel(name, fontsize=7)
-            for j, (layer, nf, gc) in enumerate(rows):
+            for j, (k, nf, gc) in enumerate(rows):
                 maps = nf if name == "NAFlow" else gc
                 axes[r, j + 1].imshow(img)
                 axes[r, j + 1].imshow(maps[i].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
                 if r == 0:
-                    axes[0, j + 1].set_title(f"block {len(blocks) - j}", fontsize=8)
+                    axes[0, j + 1].set_title(f"block {k}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("NAFlow (rows 1, 3, …) vs Grad-CAM at the same layers, from the last block down", fontsize=9)
     fig.tight_layout()
-    save_figure(fig, args.out)
+    save_figure(fig, ctx.output("figure"))
     plt.close(fig)
-    return 0
 
+
+STEPS = {"flow": flow}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(step_main(STEPS, __doc__))

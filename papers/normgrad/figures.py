@@ -1,15 +1,21 @@
 """Figures and the class-sensitivity table of "There and Back Again" (Rebuffi et al., CVPR 2020).
 
-    python -m papers.normgrad.figures layers --models data/models/resnet.safetensors \
-        --dataset data/datasets/shapes --out reports/normgrad/layers.png --config-json '{...}'
-    python -m papers.normgrad.figures class_sensitivity --models data/models/resnet.safetensors ... \
-        --dataset data/datasets/shapes --methods normgrad,normgrad_meta,gradcam,gradcam_meta \
-        --out reports/normgrad/class_sensitivity.md --records reports/normgrad/class_sensitivity.json \
-        --config-json '{...}'
+Steps (declared in papers/normgrad/paper.yaml, run through ``shared.figure_step.step_main``), on
+each model's evaluation subset of the classification dataset::
 
-``layers`` (paper Fig. 3): Grad-CAM and NormGrad at every stage of the ResNet and NormGrad
-combined over the stages, on the first test images; each column title gives the method's
-pointing game / energy pointing game over the whole evaluation subset.
+    python -m papers.normgrad.figures class_sensitivity --models data/models/resnet.safetensors ... \
+        --datasets <each model's dataset> ... --methods normgrad normgrad_meta gradcam gradcam_meta \
+        --out table=reports/normgrad/class_sensitivity.md records=reports/normgrad/class_sensitivity.json \
+        --config-json '{...}'
+    python -m papers.normgrad.figures layers --models data/models/resnet.safetensors --datasets <its dataset> \
+        --methods gradcam_b1 ... gradcam_b4 normgrad_b1 ... normgrad_b4 normgrad_combined --maps-dir data/maps \
+        --out figure=reports/normgrad/layers.png --config-json '{...}'
+
+``layers`` (paper Fig. 3): Grad-CAM and NormGrad at the output of every block of the ResNet
+(``gradcam_b<k>``, ``normgrad_b<k>``: its stages) and NormGrad combined over the stages, one
+column per method of the step, from the shared maps (``data/maps/<model>/<method>.safetensors``);
+rows are the first test images; each column title gives the method's pointing game / energy
+pointing game over the whole evaluation subset.
 ``class_sensitivity`` (paper Table 3): for each image, maps for the highest- and the
 lowest-scoring class (``shared.metrics.class_sensitivity``); the record ``class_sensitivity`` is
 the mean Spearman correlation between the two (lower = more class-sensitive), and
@@ -22,8 +28,8 @@ such images as ``class_sensitivity_constant_map``.
 
 from __future__ import annotations
 
-import argparse
-import json
+import re
+from pathlib import Path
 
 import matplotlib
 
@@ -32,41 +38,66 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from shared.plotting import Recorder, applies, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
-from papers.normgrad.method import default_layers  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
+from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.metrics import class_sensitivity, energy_pointing_game, pointing_game  # noqa: E402
 
-CLASS_SENSITIVITY_METHODS = ["normgrad", "normgrad_meta", "gradcam", "gradcam_meta"]
 CLASS_SENSITIVITY_METRICS = ["class_sensitivity", "class_sensitivity_pointing_disagreement", "class_sensitivity_constant_map"]
 
 
-def stage_methods(n_stages: int) -> list[str]:
-    """Grad-CAM per stage, NormGrad per stage, NormGrad combined: the layer figure's columns."""
-    return [f"gradcam_stage{k}" for k in range(1, n_stages + 1)] + [f"normgrad_stage{k}" for k in range(1, n_stages + 1)] + ["normgrad_combined"]
+def column_title(method: str) -> str:
+    """``gradcam_b2`` -> ``gradcam L2`` (the block variants); other names unchanged."""
+    return re.sub(r"_b(\d+)$", r" L\1", method)
 
 
-def layers_figure(batch, batch_size: int, n_show: int = 4) -> plt.Figure:
-    """Rows: images; columns: the image, then Grad-CAM and NormGrad per stage and combined."""
+def layers_figure(batch, maps: dict[str, torch.Tensor], n_show: int = 4) -> plt.Figure:
+    """Rows: images; columns: the image, then each method's map (Grad-CAM and NormGrad per block, combined).
+
+    ``maps[method]``: the method's maps (N, H, W) over the whole evaluation subset of ``batch``
+    (the shared maps); the column titles score all N, the panels show the first ``n_show``.
+    """
     adapter, images = batch.adapter, batch.images
-    labels = batch.split.labels.to(images.device)
     masks, boxes = batch.split.masks.to(images.device), batch.split.boxes.to(images.device)
-    n_stages = min(4, len(default_layers(adapter)))  # the registered stage methods go up to 4
-    methods = stage_methods(n_stages)
+    methods = list(maps)
     k = min(n_show, images.shape[0])
     fig, axes = plt.subplots(k, len(methods) + 1, figsize=(0.95 * (len(methods) + 1), 1.05 * k + 0.3), squeeze=False)
     for c, m in enumerate(methods, start=1):
-        maps = in_chunks(class_explainer(m, adapter), images, labels, batch_size)
-        pg = float(pointing_game(maps, masks).mean())
-        epg = float(energy_pointing_game(maps, boxes).mean())
-        shown = normalize_maps(maps[:k].cpu())
+        method_maps = maps[m].to(images.device)
+        pg = float(pointing_game(method_maps, masks).mean())
+        epg = float(energy_pointing_game(method_maps, boxes).mean())
+        shown = normalize_maps(method_maps[:k].cpu())
         for r in range(k):
-            show(axes[r, c], images[r], shown[r], title=f"{m.replace('_stage', ' L')}\nPG {pg:.2f} EPG {epg:.2f}" if r == 0 else None)
+            show(axes[r, c], images[r], shown[r], title=f"{column_title(m)}\nPG {pg:.2f} EPG {epg:.2f}" if r == 0 else None)
     for r in range(k):
         show(axes[r, 0], images[r], title=f"{adapter.name}: {batch.split.class_names[r]}" if r == 0 else batch.split.class_names[r])
     fig.suptitle(f"Grad-CAM (gradcam L·) and NormGrad (normgrad L·) at each stage; PG / EPG over n = {images.shape[0]} images", fontsize=7)
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.94))  # room for the suptitle
     return fig
+
+
+def layers(ctx: StepContext, n_show: int = 4) -> None:
+    """Fig. 3: the step's methods (per-block Grad-CAM and NormGrad, combined) on the step's one model, from the shared maps."""
+    figure_path = ctx.output("figure")
+    if len(ctx.models) != 1:
+        raise ValueError(f"layers shows one model; the step lists {len(ctx.models)}")
+    batch = ctx.eval_batch(0)
+    name, n = Path(ctx.models[0]).stem, batch.images.shape[0]  # shared maps: data/maps/<checkpoint stem>/
+    maps = {}
+    for m in ctx.methods:
+        if not applies(m, batch.adapter):
+            continue
+        maps[m] = ctx.maps(name, m)
+        if maps[m].shape[0] != n:
+            raise ValueError(
+                f"{ctx.maps_dir / name / m}.safetensors holds {maps[m].shape[0]} maps but the evaluation subset has "
+                f"{n} images: recompute the maps with this config's eval.n_images"
+            )
+    if not maps:
+        raise ValueError(f"none of the methods {ctx.methods} applies to {batch.adapter.name}")
+    fig = layers_figure(batch, maps, n_show)
+    save_figure(fig, figure_path)
+    plt.close(fig)
 
 
 def class_sensitivity_records(batch, methods: list[str], batch_size: int, rec: Recorder) -> None:
@@ -85,44 +116,24 @@ def class_sensitivity_records(batch, methods: list[str], batch_size: int, rec: R
         rec.add(result.pointing_disagreement, metric="class_sensitivity_pointing_disagreement", method=m, model=adapter.name, dataset=batch.dataset)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from shared.pipeline.io import eval_batch
-    from shared.runtime import setup_from_config
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("kind", choices=["layers", "class_sensitivity"])
-    p.add_argument("--models", nargs="+", required=True, help="classifier checkpoints (.safetensors)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--methods", default=",".join(CLASS_SENSITIVITY_METHODS))
-    p.add_argument("--out", required=True, help="layers: the figure (.png); class_sensitivity: the table (.md)")
-    p.add_argument("--records", help="class_sensitivity: result records (.json)")
-    p.add_argument("--config-json", required=True)
-    args = p.parse_args(argv)
-    cfg = json.loads(args.config_json)
-    device = setup_from_config(cfg)
-    n, bs = cfg["eval"]["n_images"], cfg["eval"]["batch_size"]
-    if args.kind == "layers":
-        batch = eval_batch(args.models[0], args.dataset, n, device)
-        fig = layers_figure(batch, bs)
-        save_figure(fig, args.out)
-        plt.close(fig)
-        return 0
-    if not args.records:
-        p.error("class_sensitivity writes result records: give --records reports/normgrad/class_sensitivity.json")
-    methods = [m for m in args.methods.split(",") if m]
-    rec = Recorder(cfg)
-    for path in args.models:
-        batch = eval_batch(path, args.dataset, n, device)
+def class_sensitivity_step(ctx: StepContext) -> None:
+    """Table 3: class sensitivity of every method of the step, per classifier."""
+    table_path, records_path = ctx.output("table"), ctx.output("records")
+    methods = list(ctx.methods)
+    rec = Recorder(ctx.config)
+    for i, path in enumerate(ctx.models):
+        batch = ctx.eval_batch(i)
         if batch.adapter.task != "classifier":
             raise ValueError(f"{path} is an embedding model: class sensitivity needs a classifier's classes")
-        class_sensitivity_records(batch, methods, bs, rec)
+        class_sensitivity_records(batch, methods, ctx.eval["batch_size"], rec)
     write_records_and_table(
-        rec.records, args.records, args.out, CLASS_SENSITIVITY_METRICS, methods,
+        rec.records, records_path, table_path, CLASS_SENSITIVITY_METRICS, methods,
         "Class sensitivity: Spearman correlation of the top- and bottom-class maps (lower = more class-sensitive) "
         "and share of images whose two maxima disagree (higher = more class-sensitive); constant maps count as correlation 0 (their share: last column)",
     )
-    return 0
 
+
+STEPS = {"class_sensitivity": class_sensitivity_step, "layers": layers}
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(step_main(STEPS, __doc__))

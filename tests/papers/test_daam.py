@@ -259,3 +259,33 @@ def test_clear_errors():
         AttentionRollout(no_cls)
     with pytest.raises(ValueError, match="needs a target"):
         DAAM(tiny_vit())(images(1))
+
+
+# ---------------------------------------------------------------- the steps (papers/daam/figures.py)
+
+
+@pytest.mark.parametrize("step", ["flow", "flow_ssl"])
+def test_flow_steps_write_their_figures(tmp_path, monkeypatch, step):
+    from papers.daam.figures import STEPS
+    from shared.figure_step import StepContext
+    from shared.pipeline.io import EvalBatch
+
+    adapter, x = tiny_vit(), images(3)
+    gen = torch.Generator().manual_seed(7)
+    bank_x, bank_y = torch.rand(12, 3, SIZE, SIZE, generator=gen), torch.randint(0, 3, (12,), generator=gen)
+    seen = []
+
+    def bank_from(ad, dataset):  # the k-NN bank of the model's dataset's training split
+        seen.append(dataset)
+        return MemoryBank.build(ad, bank_x, bank_y)
+
+    monkeypatch.setattr(DAAMSelfSupervised, "_bank_from_dataset", staticmethod(bank_from))
+    ctx = StepContext(
+        step=step, models=["data/models/vit.safetensors"], datasets=["data/datasets/toy"], methods=[],
+        maps_dir=tmp_path / "maps", outputs={"figure": str(tmp_path / f"{step}.png")}, config={"eval": {"n_images": 3}},
+        device=torch.device("cpu"),
+    )
+    ctx._batches[0] = EvalBatch(adapter, None, x, ClassTarget(torch.tensor([0, 2, 1])), None, None, "toy")
+    STEPS[step](ctx)
+    assert (tmp_path / f"{step}.png").stat().st_size > 0
+    assert seen == (["data/datasets/toy"] if step == "flow_ssl" else [])

@@ -163,3 +163,58 @@ def test_clear_errors_where_undefined() -> None:
         point_specific_maps(ad, images, PairTarget.from_images(ad, images), torch.zeros(3, 2))
     with pytest.raises(ValueError, match="differ in size"):
         OverallActivation(ad)(images, PairTarget.from_images(ad, torch.rand(2, 3, 6, 6)))
+
+
+# ---------------------------------------------------------------- the steps (shared.steps.retrieval, point_specific)
+
+
+def _embed_step(tmp_path, step: str, methods: list[str]):
+    """A StepContext over two in-memory embedding models (cosine, Euclidean) and 5 eval images."""
+    from types import SimpleNamespace
+
+    from shared.figure_step import StepContext
+    from shared.pipeline.io import EvalBatch, positive_references
+
+    labels = torch.tensor([0, 1, 0, 1, 2])
+    x = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    boxes = torch.tensor([[1, 1, 5, 5], [0, 2, 4, 8], [2, 2, 8, 6], [3, 0, 7, 4], [0, 0, 8, 8]])
+    ctx = StepContext(
+        step=step, models=["data/models/a.safetensors", "data/models/b.safetensors"], datasets=["x", "x"], methods=methods,
+        maps_dir=tmp_path / "maps", outputs={"figure": str(tmp_path / f"{step}.png")}, config={"eval": {"n_images": 5}},
+        device=torch.device("cpu"),
+    )
+    for i, metric in enumerate(["cosine", "euclidean"]):
+        ad = adapter(metric, stem=True)
+        ref = positive_references(labels)
+        split = SimpleNamespace(labels=labels, boxes=boxes)
+        ctx._batches[i] = EvalBatch(ad, split, x, PairTarget.from_images(ad, x[ref]), ref, x[ref], "toy")
+    return ctx
+
+
+def test_retrieval_step_writes_its_figure(tmp_path) -> None:
+    from shared.steps.retrieval import STEPS
+
+    ctx = _embed_step(tmp_path, "retrieval", ["sfam", "gradcam_similarity", "simnet", "dml_overall"])
+    STEPS["retrieval"](ctx)
+    assert (tmp_path / "retrieval.png").stat().st_size > 0
+
+
+def test_retrieval_step_imports_no_paper() -> None:
+    """Shared by three papers: it builds methods by name, never imports a paper's module."""
+    import ast
+    import inspect
+
+    import shared.steps.retrieval as module
+
+    tree = ast.parse(inspect.getsource(module))
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.split(".")[0] == "papers"]
+
+
+def test_point_specific_step_writes_its_figure(tmp_path) -> None:
+    from papers.dml_explain.figures import STEPS
+
+    ctx = _embed_step(tmp_path, "point_specific", [])
+    STEPS["point_specific"](ctx)
+    assert (tmp_path / "point_specific.png").stat().st_size > 0

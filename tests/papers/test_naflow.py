@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from papers.naflow.method import NAFlow, GradCAMBlock, conv_least_squares, naflow, plain_features
+from papers.naflow.method import NAFlow, conv_least_squares, naflow, plain_features
 from shared.explain import ClassTarget, SimilarityTarget, build_explainer
+from shared.explain.layers import block_layers
 from shared.models.adapter import ModelAdapter
 
 torch.set_num_threads(1)
@@ -187,7 +188,10 @@ def test_abandoned_neurons_and_exact_top_step():
 def test_gradcam_block_matches_hand_formula():
     adapter, x = tiny_adapter(), images(2)
     labels = torch.tensor([2, 0])
-    maps = build_explainer("gradcam_b2", adapter)(x, ClassTarget(labels))
+    assert block_layers(adapter) == ["features.2", "features.6", "features.8"]  # the conv blocks' ReLUs
+    explainer = build_explainer("gradcam_b2", adapter)
+    assert explainer.layer == "features.6"
+    maps = explainer(x, ClassTarget(labels))
     feats = adapter.model.features
     for i in range(2):
         h = ((x[i : i + 1] - adapter._mean) / adapter._std)
@@ -213,7 +217,7 @@ def test_clear_errors():
     with pytest.raises(TypeError, match="features"):
         NAFlow(skip)
     adapter = tiny_adapter(dtype=torch.float32)
-    with pytest.raises(ValueError, match="block must be in 1..3"):
+    with pytest.raises(ValueError, match=r"has 3 blocks .*block 5 does not exist"):
         NAFlow(adapter, block=5)
     adapter.model.features[2] = nn.GELU()
     with pytest.raises(TypeError, match="GELU"):
@@ -224,3 +228,54 @@ def test_clear_errors():
         NAFlow(adapter)
     with pytest.raises(ValueError, match="needs a target"):
         NAFlow(tiny_adapter(dtype=torch.float32))(images(1, dtype=torch.float32))
+
+
+# ---------------------------------------------------------------- the step (papers/naflow/figures.py)
+
+
+def _flow_step(tmp_path, methods):
+    from shared.figure_step import StepContext
+    from shared.pipeline.io import EvalBatch
+
+    adapter, x = tiny_adapter(dtype=torch.float32), images(2, dtype=torch.float32)
+    ctx = StepContext(
+        step="flow", models=[str(tmp_path / "tiny_plain.safetensors")], datasets=["unused"], methods=methods,
+        maps_dir=tmp_path / "maps", outputs={"figure": str(tmp_path / "flow.png")}, config={"eval": {"n_images": 2}},
+        device=torch.device("cpu"),
+    )
+    ctx._batches[0] = EvalBatch(adapter, None, x, ClassTarget(torch.tensor([0, 2])), None, None, "toy")
+    return ctx, adapter, x
+
+
+def test_flow_step_reads_the_shared_maps(tmp_path, monkeypatch):
+    """The figure shows the per-model maps of naflow_b<k> / gradcam_b<k>; it recomputes nothing."""
+    import papers.naflow.method as method
+    from papers.naflow.figures import STEPS, flow_blocks
+    from shared.pipeline.io import save_maps
+
+    methods = [f"{m}_b{k}" for m in ("naflow", "gradcam") for k in (1, 2, 3)]
+    assert flow_blocks(methods) == [3, 2, 1]
+    assert flow_blocks(["naflow_b1", "naflow_b2", "gradcam_b2", "gradcam"]) == [2]
+    ctx, adapter, x = _flow_step(tmp_path, methods)
+    for name in methods:
+        maps = build_explainer(name, adapter)(x, ClassTarget(torch.tensor([0, 2])))
+        save_maps(tmp_path / "maps" / "tiny_plain" / f"{name}.safetensors", maps, {"method": name})
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the flow step recomputed NAFlow instead of reading the shared maps")
+
+    monkeypatch.setattr(method, "naflow", no_recompute)
+    monkeypatch.setattr(method.NAFlow, "explain", no_recompute)
+    STEPS["flow"](ctx)
+    assert (tmp_path / "flow.png").stat().st_size > 0
+
+
+def test_flow_step_missing_maps_is_a_clear_error(tmp_path):
+    from papers.naflow.figures import STEPS
+
+    ctx, _, _ = _flow_step(tmp_path, ["naflow_b1", "gradcam_b1"])
+    with pytest.raises(SystemExit, match="missing"):
+        STEPS["flow"](ctx)
+    ctx, _, _ = _flow_step(tmp_path, ["naflow_b1"])
+    with pytest.raises(SystemExit, match="naflow_b<k> and gradcam_b<k>"):
+        STEPS["flow"](ctx)

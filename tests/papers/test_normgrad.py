@@ -216,3 +216,52 @@ def test_class_sensitivity_records_resolve_the_claim_keys():
     expected = sum(_scipy_spearman(top[i], bottom[i]) for i in range(3)) / 3
     assert by["shapes/model/normgrad/class_sensitivity"].value == pytest.approx(expected, abs=1e-6)
     assert by["shapes/model/normgrad/class_sensitivity"].n == 3
+
+
+# ---------------------------------------------------------------- the steps end to end (shared.figure_step.step_main)
+
+
+def test_steps_run_through_step_main_on_a_tiny_checkpoint(tmp_path):
+    """class_sensitivity writes its declared records and table; layers reads the shared maps
+    (``<maps-dir>/<model>/<method>.safetensors``) and refuses clearly when one is missing."""
+    import json
+
+    from papers.normgrad.figures import STEPS
+    from shared.data import load_split
+    from shared.data.generate import generate
+    from shared.figure_step import step_main
+    from shared.models import build_adapter, save_checkpoint
+    from shared.models.checkpoint import adapter_record
+    from shared.pipeline.explain import build_for, explain_in_batches
+    from shared.pipeline.io import eval_batch, save_maps
+
+    data = generate("shapes", {"image_size": 32, "n_classes": 2, "n_train": 4, "n_test": 4, "seed": 3}, tmp_path / "data")
+    classes = load_split(data, "test").classes
+    spec = {"arch": "vgg_small", "task": "classifier", "arch_kwargs": {"cfg": [8, "M", 16, "M", 16]}}
+    adapter = build_adapter("tiny", spec, classes)
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(ckpt, adapter.model, {
+        "name": "tiny", "model": spec, "metrics": {}, "primary_metric": "test_accuracy", "gate": 0.0, "classes": classes,
+        "seed": 0, "dataset": {"name": "tiny", "content_hash": "0" * 64}, "adapter": adapter_record(adapter), "training": {},
+    })
+    cfg = json.dumps({"seed": 0, "device": "cpu", "threads": 2, "deterministic": True, "eval": {"n_images": 4, "batch_size": 2, "bootstrap": 20, "ci": 0.95}})
+    common = ["--models", str(ckpt), "--datasets", str(data), "--maps-dir", str(tmp_path / "maps"), "--config-json", cfg]
+
+    records, table = tmp_path / "out/cs.json", tmp_path / "out/cs.md"
+    assert step_main(STEPS, argv=["class_sensitivity", "--methods", "normgrad", "--out", f"records={records}", f"table={table}", *common]) == 0
+    recs = {r["metric"]: r for r in json.loads(records.read_text())}
+    assert recs["class_sensitivity"]["method"] == "normgrad" and recs["class_sensitivity"]["n"] == 4
+    assert table.is_file() and table.with_suffix(".csv").is_file()
+
+    layer_methods = ["gradcam_b1", "normgrad_b2"]
+    figure = tmp_path / "out/layers.png"
+    with pytest.raises(SystemExit, match="gradcam_b1.safetensors, which is missing"):
+        step_main(STEPS, argv=["layers", "--methods", *layer_methods, "--out", f"figure={figure}", *common])
+    batch = eval_batch(ckpt, data, 4)
+    for m in layer_methods:
+        maps = explain_in_batches(build_for(m, batch.adapter, str(data)), batch.images, batch.target, 2, desc=m)
+        save_maps(tmp_path / "maps/tiny" / f"{m}.safetensors", maps, {"method": m, "model": "tiny"})
+    with pytest.raises(SystemExit, match="declare it in the step's outputs"):
+        step_main(STEPS, argv=["layers", "--methods", *layer_methods, "--out", f"records={figure}", *common])
+    assert step_main(STEPS, argv=["layers", "--methods", *layer_methods, "--out", f"figure={figure}", *common]) == 0
+    assert figure.is_file() and figure.stat().st_size > 0
