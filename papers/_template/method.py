@@ -10,7 +10,9 @@ import torch
 from shared.explain import CAMExplainer, register_method
 
 
-@register_method("template_cam")
+# The one place a method is named: where it applies (kinds, tasks, optionally archs) and whether
+# it is on the leaderboard; blocks=True would add template_cam_b<k> (the method at block k).
+@register_method("template_cam", kinds=["cnn", "vit"], tasks=["classifier", "embedding"])
 class TemplateCAM(CAMExplainer):
     """Map = ReLU(Σ_k α_k A^k) with α_k = mean_ij ∂y/∂A^k_ij (Eq. 1 of the paper)."""
 

@@ -39,6 +39,7 @@ from shared.plotting import Recorder, applies, blank, class_explainer, in_chunks
 from shared.data import load_split, read_meta  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
+from shared.steps.maps_grid import qualitative_figure, shared_maps  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.metrics import bootstrap_ci, cascading_randomisation  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
@@ -47,44 +48,6 @@ PAIR_METRICS = ["mass_on_object", "mass_on_other", "mass_object_minus_other"]
 
 
 # ---------------------------------------------------------------- qualitative grid (Fig. 1)
-
-
-def model_key(ctx: StepContext, i: int) -> str:
-    """The name model ``i``'s shared maps are filed under: its checkpoint's stem (``data/maps/<stem>/``)."""
-    return Path(ctx.models[i]).stem
-
-
-def shared_maps(ctx: StepContext, i: int, method: str, n: int) -> torch.Tensor:
-    """The shared maps of ``method`` on model ``i`` (N, H, W), checked to cover its ``n`` evaluation images."""
-    maps = ctx.maps(model_key(ctx, i), method)
-    if maps.shape[0] != n:
-        raise ValueError(
-            f"{ctx.maps_dir / model_key(ctx, i) / method}.safetensors holds {maps.shape[0]} maps but the evaluation "
-            f"subset has {n} images: recompute the maps with this config's eval.n_images"
-        )
-    return maps
-
-
-def qualitative_figure(batches: list, methods: list[str], maps: dict[tuple[str, str], torch.Tensor], n_show: int = 3) -> plt.Figure:
-    """Rows: (model, image); columns: the image, then each method's map (min–max normalised for display).
-
-    ``maps[model name, method]``: at least the first ``n_show`` maps of the method on that model's
-    evaluation subset; a missing key (a method not defined for the model) gets a blank panel.
-    """
-    rows = [(b, i) for b in batches for i in range(min(n_show, b.images.shape[0]))]
-    fig, axes = plt.subplots(len(rows), len(methods) + 1, figsize=(1.0 * (len(methods) + 1), 1.05 * len(rows)), squeeze=False)
-    shown = {key: normalize_maps(m[: min(n_show, m.shape[0])]) for key, m in maps.items()}
-    for r, (b, i) in enumerate(rows):
-        name = b.adapter.name
-        show(axes[r, 0], b.images[i], title=f"{name}: {b.split.class_names[i]}")
-        for c, m in enumerate(methods, start=1):
-            title = m if r == 0 else None
-            if (name, m) in shown:
-                show(axes[r, c], b.images[i], shown[name, m][i], title=title)
-            else:
-                blank(axes[r, c], f"{m}\nnot defined\nfor {b.adapter.kind}")
-    fig.tight_layout(pad=0.3)
-    return fig
 
 
 def qualitative(ctx: StepContext, n_show: int = 3) -> None:

@@ -48,10 +48,34 @@ def first_run(clean_tree, tmp_path_factory, env) -> Path:
     return clone
 
 
+def test_template_copied_and_renamed_is_a_paper(first_run, tmp_path, env):
+    """README's recipe for a new paper, exactly: copy papers/_template, rename, dry-run, run it."""
+    repo = shutil.copytree(first_run, tmp_path / "repo", symlinks=True)
+    paper = repo / "papers" / "example"
+    shutil.copytree(repo / "papers" / "_template", paper)
+    for f in paper.iterdir():
+        f.write_text(f.read_text().replace("template", "example").replace("Template", "Example"))
+    shutil.move(paper / "test_example.py", repo / "tests" / "papers" / "test_example.py")
+    plan = run(["snakemake", "-n", "example", "--configfile", "config/tiny.yaml"], repo, env)
+    assert "example_results" in plan.stdout and "example_claims" in plan.stdout, plan.stdout
+    # only the new paper's methods are explained (the batch scope), on the tiny models already trained
+    run(["snakemake", "--cores", "2", "example", "--configfile", "config/tiny.yaml"], repo, {**env, "REPRO_BATCH_SCOPE": "example"})
+    doc = yaml.safe_load((paper / "paper.yaml").read_text())
+    for item in doc["figures"] + doc["tables"]:
+        assert (repo / item["file"]).exists(), item["file"]
+    claims = json.loads((repo / "reports" / "example" / "claims.json").read_text())
+    assert [c["id"] for c in claims] == [c["id"] for c in doc["claims"]]
+    assert all(c["verdict"] in ("reproduced", "not reproduced") for c in claims), claims
+    results = json.loads((repo / "reports" / "example" / "results.json").read_text())
+    assert {r["method"] for r in results} == {"example_cam", "gradcam"}
+    assert {r["model"] for r in results} == {"resnet", "plaincnn", "vit"}
+    run([str(BIN / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/papers/test_example.py"], repo, env)
+
+
 def test_tiny_workflow_makes_every_paper(first_run):
     reports = first_run / "reports"
     assert (reports / "models.json").exists()
-    papers = [d.name for d in (first_run / "papers").iterdir() if (d / "rules.smk").exists() and not d.name.startswith("_")]
+    papers = [d.name for d in (first_run / "papers").iterdir() if (d / "paper.yaml").exists() and not d.name.startswith("_")]
     for paper in papers:
         assert (reports / paper / "results.json").exists(), f"{paper} made no results.json"
         assert (reports / paper / "claims.md").exists(), f"{paper} judged no claims"
@@ -77,7 +101,7 @@ def test_html_report_has_every_paper_and_the_captions_of_paper_yaml(first_run, t
     out = tmp_path / "report.html"
     run([str(BIN / "repro"), "report", "--configfile", "config/tiny.yaml", "--out", str(out)], first_run, env)
     html = out.read_text(errors="replace")
-    papers = sorted(d.name for d in (first_run / "papers").iterdir() if (d / "rules.smk").exists() and not d.name.startswith("_"))
+    papers = sorted(d.name for d in (first_run / "papers").iterdir() if (d / "paper.yaml").exists() and not d.name.startswith("_"))
     missing = [p for p in papers if p not in html]
     assert not missing, f"papers absent from the report: {missing}"
     # every figure and table a paper.yaml declares, with its caption (the report escapes
