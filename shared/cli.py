@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shared import REPO_ROOT
+from shared.registry_meta import paper_registrations
 from shared.paper_meta import PAPERS_DIR, PaperError, load_paper, paper_dirs
 
 
@@ -31,6 +32,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for d in paper_dirs(Path(args.papers_dir), include_template=args.template):
         try:
             doc = load_paper(d)
+            # the methods it lists must be what its method.py registers (read from the decorators)
+            paper_registrations(d, doc)
         except PaperError as exc:
             problems.append(str(exc))
             continue

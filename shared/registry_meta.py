@@ -59,20 +59,27 @@ def _entry(paper: str, keywords: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def paper_registrations(paper_dir: Path, doc: dict[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """The registrations of one paper's method.py, checked against the names its paper.yaml lists."""
+    d = Path(paper_dir)
+    doc = doc if doc is not None else load_paper(d)
+    registered = _registrations(d / "method.py")
+    names = [n for n, _ in registered]
+    listed = list(doc.get("methods", []))
+    if sorted(set(names)) != sorted(set(listed)):
+        raise PaperError(
+            f"{d / 'paper.yaml'}: field methods lists {sorted(set(listed))} but {d / 'method.py'} registers "
+            f"{sorted(set(names))}; list exactly the names its @register_method decorators give"
+        )
+    return registered
+
+
 @lru_cache(maxsize=8)
 def _table(papers_dir: Path, include_template: bool) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
     for d in paper_dirs(papers_dir, include_template=include_template):
         doc = load_paper(d)
-        registered = _registrations(d / "method.py")
-        names = [n for n, _ in registered]
-        listed = list(doc.get("methods", []))
-        if sorted(set(names)) != sorted(set(listed)):
-            raise PaperError(
-                f"{d / 'paper.yaml'}: field methods lists {sorted(set(listed))} but {d / 'method.py'} registers "
-                f"{sorted(set(names))}; list exactly the names its @register_method decorators give"
-            )
-        for name, keywords in registered:
+        for name, keywords in paper_registrations(d, doc):
             if name in table:
                 raise PaperError(
                     f"method {name!r} is registered by both {table[name]['paper']} and {doc['id']}; "

@@ -52,3 +52,13 @@ def test_paper_missing_a_contract_file(repo_root, tmp_path, capsys):
 def test_repro_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "shared.cli", "list"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_method_listed_but_not_registered_is_named(repo_root, tmp_path, capsys):
+    paper = _copy_template(repo_root, tmp_path, "listed")
+    meta = yaml.safe_load((paper / "paper.yaml").read_text())
+    meta["methods"] = ["template_cam", "ghost_cam"]
+    (paper / "paper.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    assert main(["list", "--papers-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "ghost_cam" in err and "method.py" in err and "@register_method" in err

@@ -146,3 +146,16 @@ def test_config_models_cover_every_role_papers_use(repo_root):
         doc = load_paper(d)
         roles = {m for group in doc["results"] for m in group["models"]} | {m for s in doc.get("steps", []) for m in s.get("models", [])}
         assert roles <= set(config["models"]), f"{doc['id']} names model roles {sorted(roles - set(config['models']))} the default config lacks"
+
+
+def test_papers_import_no_other_paper_but_a_baseline_method(repo_root):
+    """Editing one paper's figures must not change another's: a paper imports another paper's
+    method.py only (a baseline it reuses), and shared/ imports no paper at all."""
+    imports = re.compile(r"^\s*(?:from|import)\s+papers\.(\w+)(?:\.(\w+))?", re.M)
+    for path in sorted((repo_root / "papers").rglob("*.py")) + sorted((repo_root / "shared").rglob("*.py")):
+        owner = path.relative_to(repo_root).parts
+        for paper, module in imports.findall(path.read_text()):
+            if owner[0] == "shared":
+                pytest.fail(f"{path.relative_to(repo_root)} imports papers.{paper}: shared never imports a paper")
+            if paper != owner[1]:
+                assert module == "method", f"{path.relative_to(repo_root)} imports papers.{paper}.{module}"
