@@ -55,7 +55,7 @@ def test_template_copied_and_renamed_is_a_paper(first_run, tmp_path, env):
     shutil.copytree(repo / "papers" / "_template", paper)
     for f in paper.iterdir():
         f.write_text(f.read_text().replace("template", "example").replace("Template", "Example"))
-    shutil.move(paper / "test_example.py", repo / "tests" / "papers" / "test_example.py")
+    shutil.move(paper / "test_template.py", repo / "tests" / "papers" / "test_example.py")
     plan = run(["snakemake", "-n", "example", "--configfile", "config/tiny.yaml"], repo, env)
     assert "example_results" in plan.stdout and "example_claims" in plan.stdout, plan.stdout
     # only the new paper's methods are explained (the batch scope), on the tiny models already trained
