@@ -65,12 +65,52 @@ def check_images(images: torch.Tensor, adapter: ModelAdapter) -> None:
             f"images must be a (B, 3, H, W) batch, got shape {tuple(images.shape)}"
             + ("; add a batch dimension with images[None]" if images.dim() == 3 else "")
         )
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch (0 images); give at least one (B, 3, H, W) image")
     if not images.is_floating_point():
         raise TypeError(f"images must be float in [0, 1], got {images.dtype}; divide uint8 images by 255")
+    weights = next(adapter.model.parameters(), None)
+    if weights is not None and images.dtype != weights.dtype:
+        raise TypeError(
+            f"images are {images.dtype} but the model's weights are {weights.dtype}; "
+            f"pass images.to({weights.dtype}) (or convert the model)"
+        )
     if images.device != adapter.device:
         raise ValueError(f"images are on {images.device} but the model is on {adapter.device}; move them with images.to(adapter.device)")
     if not bool(torch.isfinite(images).all()):
         raise ValueError("images contain NaN or infinite values")
+    low, high = float(images.min()), float(images.max())
+    # the [0, 1] contract holds where the adapter normalises (an identity normalisation takes
+    # input that is already normalised, e.g. a hand-built model in a test)
+    identity = adapter.mean == (0.0, 0.0, 0.0) and adapter.std == (1.0, 1.0, 1.0)
+    if not identity and (low < -1e-3 or high > 1 + 1e-3):
+        raise ValueError(
+            f"images must be in [0, 1] (the adapter normalises them itself), got values in [{low:.3g}, {high:.3g}]"
+            + ("; divide 0-255 images by 255" if high > 1.5 else "")
+        )
+
+
+def check_target(target: Target | None, adapter: ModelAdapter, n_images: int) -> None:
+    """Raise a clear error if ``target`` cannot be explained on ``adapter`` for ``n_images`` images."""
+    from shared.explain.targets import ClassTarget, SimilarityTarget
+
+    if target is None:
+        return
+    if len(target) != n_images:
+        raise ValueError(f"{len(target)} targets for {n_images} images; give one target per image")
+    if isinstance(target, ClassTarget) and adapter.task != "classifier":
+        raise TypeError(
+            f"a ClassTarget explains a classifier's logit, but model {adapter.name!r} is a {adapter.task} model; "
+            f"explain it with SimilarityTarget(reference_embeddings, {adapter.metric!r})"
+        )
+    if isinstance(target, SimilarityTarget):
+        if adapter.task != "embedding":
+            raise TypeError(f"a SimilarityTarget explains an embedding model, but model {adapter.name!r} is a classifier; use ClassTarget(labels)")
+        if adapter.metric is not None and target.metric != adapter.metric:
+            raise ValueError(
+                f"the target measures {target.metric} similarity but model {adapter.name!r} was trained for "
+                f"{adapter.metric}; build SimilarityTarget(reference_embeddings, {adapter.metric!r})"
+            )
 
 
 def layer_signals(
@@ -139,8 +179,7 @@ class Explainer:
 
     def __call__(self, images: torch.Tensor, target: Target | None = None) -> torch.Tensor:
         check_images(images, self.adapter)
-        if target is not None and len(target) != images.shape[0]:
-            raise ValueError(f"{len(target)} targets for {images.shape[0]} images; give one target per image")
+        check_target(target, self.adapter, images.shape[0])
         maps = self.explain(images, target)
         expected = (images.shape[0], *images.shape[-2:])
         if tuple(maps.shape) != expected:

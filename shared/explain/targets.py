@@ -91,6 +91,8 @@ class SimilarityTarget(Target):
             raise ValueError(
                 f"reference embeddings must be (B, D), got {tuple(reference_embeddings.shape)}"
             )
+        if not bool(torch.isfinite(reference_embeddings).all()):
+            raise ValueError("reference embeddings contain NaN or infinite values (a NaN reference makes every map NaN)")
         self.reference = reference_embeddings.detach()
         self.metric = metric
 

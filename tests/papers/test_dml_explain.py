@@ -157,7 +157,7 @@ def test_clear_errors_where_undefined() -> None:
         plain = SimilarityTarget(ad(images), "cosine")
     with pytest.raises(TypeError, match="PairTarget"):
         OverallActivation(ad)(images, plain)  # the decomposition needs the reference's feature map
-    with pytest.raises(TypeError, match="not defined for class logits"):
+    with pytest.raises(TypeError, match="ClassTarget explains a classifier"):
         GradCAMSimilarity(ad)(images, ClassTarget([0, 1]))
     with pytest.raises(ValueError, match=r"points must be \(B, 2\)"):
         point_specific_maps(ad, images, PairTarget.from_images(ad, images), torch.zeros(3, 2))

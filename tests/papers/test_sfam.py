@@ -71,7 +71,7 @@ def test_batched_equals_per_image_and_plain_similarity_target() -> None:
 
 def test_clear_errors_where_undefined() -> None:
     ad = adapter("cosine")
-    with pytest.raises(TypeError, match="not defined for class logits"):
+    with pytest.raises(TypeError, match="ClassTarget explains a classifier"):
         SFAM(ad)(torch.rand(1, 3, 4, 4), ClassTarget([0]))
     with pytest.raises(ValueError, match="metric must be"):
         contribution_importance_scores(torch.ones(1, 2), torch.ones(1, 2), "manhattan")
