@@ -43,6 +43,7 @@ for _rules in sorted(Path("papers").glob("*/rules.smk")):
 
 include: "rules/cross.smk"
 include: "rules/batch.smk"
+include: "rules/cluster.smk"
 
 
 rule all:

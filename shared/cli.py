@@ -59,9 +59,21 @@ def _snakemake() -> str:
     return exe
 
 
+def _cores_and_profile(args: argparse.Namespace) -> list[str]:
+    """snakemake's --cores (every core unless given) and, with --profile, --workflow-profile: a
+    profile of this repository (profiles/slurm) then replaces profiles/default instead of being
+    overridden by it. A cluster profile sets its own job limits: --cores is then passed only if given."""
+    if not args.profile:
+        return ["--cores", str(args.cores or os.cpu_count() or 1)]
+    profile = Path(args.profile)
+    return ["--workflow-profile", str(profile.resolve()) if profile.exists() else args.profile] + (
+        ["--cores", str(args.cores)] if args.cores else []
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the Snakemake workflow (all papers, or the given targets)."""
-    cmd = [_snakemake(), "--cores", str(args.cores)]
+    cmd = [_snakemake(), *_cores_and_profile(args)]
     if args.configfile:
         cmd += ["--configfile", args.configfile]
     if args.dry_run:
@@ -114,7 +126,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     papers = args.papers or [d.name for d in paper_dirs(root / "papers") if (root / "reports" / d.name / "results.json").exists()]
     worst = 0
     for paper in papers:
-        code, report = verify(paper, args.configfile, args.cores, project_root())
+        cores = args.cores or (None if args.profile else os.cpu_count() or 1)
+        code, report = verify(paper, args.configfile, cores, project_root(), profile=args.profile)
         print(report, flush=True)
         worst = max(worst, code)
     return worst
@@ -179,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the workflow (snakemake) for all papers or the given targets")
     p.add_argument("targets", nargs="*", help="paper ids or files (default: everything)")
-    p.add_argument("-c", "--cores", default=os.cpu_count() or 1)
+    p.add_argument("-c", "--cores", help="default: every core (with --profile: the profile's own limits)")
     p.add_argument("--configfile", help="e.g. config/tiny.yaml or config/paper-scale.yaml")
+    p.add_argument("--profile", help="a workflow profile, e.g. profiles/slurm (README: Running on a cluster); passed as snakemake --workflow-profile")
     p.add_argument("-n", "--dry-run", action="store_true")
     p.set_defaults(func=cmd_run)
 
@@ -194,8 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="recompute papers and compare with their pinned results")
     p.add_argument("papers", nargs="*", help="paper ids (default: every paper with pinned results)")
-    p.add_argument("-c", "--cores", default=os.cpu_count() or 1)
+    p.add_argument("-c", "--cores", help="default: every core (with --profile: the profile's own limits)")
     p.add_argument("--configfile")
+    p.add_argument("--profile", help="a workflow profile, e.g. profiles/slurm (README: Running on a cluster); passed as snakemake --workflow-profile")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("cite", help="BibTeX of a paper and a citation of a pinned result with its provenance")

@@ -106,9 +106,12 @@ def compare_results(doc: dict[str, Any], pinned: dict[str, ResultRecord], fresh:
     return rows
 
 
-def _scratch_copy(root: Path) -> Path:
-    """A scratch copy of the tracked tree, with the datasets and checkpoints linked in."""
-    scratch = Path(tempfile.mkdtemp(prefix="repro-verify-"))
+def _scratch_copy(root: Path, under: Path | None = None) -> Path:
+    """A scratch copy of the tracked tree, with the datasets and checkpoints linked in (in the
+    system's temporary directory, or ``under``)."""
+    if under is not None:
+        under.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="repro-verify-", dir=under))
     listing = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True)
     if listing.returncode != 0:
         shutil.rmtree(scratch)
@@ -128,18 +131,29 @@ def _scratch_copy(root: Path) -> Path:
     return scratch
 
 
-def verify(paper: str, configfile: str | None, cores: int, root: Path = REPO_ROOT) -> tuple[int, str]:
+def verify(paper: str, configfile: str | None, cores: int | None, root: Path = REPO_ROOT, profile: str | None = None) -> tuple[int, str]:
     """Recompute a paper from its models and data in a scratch copy; compare every pinned record
-    (:func:`record_files`) with its recomputed value, within the paper's tolerances."""
+    (:func:`record_files`) with its recomputed value, within the paper's tolerances.
+
+    ``profile`` (e.g. ``profiles/slurm``) is passed as snakemake's ``--workflow-profile``; the
+    scratch copy is then made in the checkout's ``.snakemake/``, on the filesystem that a
+    cluster's compute nodes share (the system's temporary directory is the login node's own).
+    ``cores`` may then be None: the profile's own limits."""
     doc = load_paper(root / "papers" / paper)
     pinned = record_files(_pinned_results_path(paper, root).parent)
     try:
-        scratch = _scratch_copy(root)
+        scratch = _scratch_copy(root, under=root / ".snakemake" / "verify" if profile else None)
     except NotADirectoryError as exc:
         return 2, f"verify {paper}: {exc}"
     try:
         # the target comes first: --quiet takes any number of values and would swallow it
-        cmd = [str(Path(sys.executable).with_name("snakemake")), paper, "--cores", str(cores), "--quiet", "progress"]
+        cmd = [str(Path(sys.executable).with_name("snakemake")), paper]
+        if cores:
+            cmd += ["--cores", str(cores)]
+        if profile:
+            named = Path(profile) if Path(profile).exists() else root / "profiles" / profile
+            cmd += ["--workflow-profile", str(named.resolve())]
+        cmd += ["--quiet", "progress"]
         if configfile:
             cmd += ["--configfile", str(Path(configfile).resolve())]
         print(f"verify {paper}: recomputing in {scratch} ({' '.join(cmd[1:])}) ...", file=sys.stderr, flush=True)
