@@ -1,6 +1,6 @@
 # saliency-repro: one workflow for every paper.
 #   snakemake -c2                         the default config (synthetic benchmark, CPU)
-#   snakemake -c2 --configfile config/tiny.yaml        the whole DAG in a couple of minutes
+#   snakemake -c2 --configfile config/tiny.yaml        the whole DAG in ~5 min (2 cores)
 #   snakemake -c2 gradcam                 one paper (its figures, tables, claims)
 # The default profile (profiles/default) is picked up automatically.
 import os
@@ -19,7 +19,14 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 configfile: "config/default.yaml"
 
 
-# An unknown or ill-typed key stops the run here, with a message that names it.
+# An unknown or ill-typed key stops the run here, with a one- or two-line message that names it
+# (shared.config); Snakemake's own validation then fills in the schema's defaults.
+from shared.config import ConfigError, validate_config
+
+try:
+    validate_config(config, "config")
+except ConfigError as _exc:
+    raise ValueError(str(_exc)) from None
 validate(config, "config/schema.yaml")
 
 

@@ -34,6 +34,8 @@ def _one_of(names):
 def used_datasets():
     """The datasets this config uses: the benchmark's roles and every model's dataset. (A config
     merged over the default keeps the default's dataset sections; they are not built unless used.)"""
+    if "benchmark" not in config and "models" not in config:
+        return defined_datasets()  # the data rules on their own: every dataset the config defines
     used = set(config.get("benchmark", {}).values()) | {m["dataset"] for m in config.get("models", {}).values()}
     return [name for name in defined_datasets() if name in used]
 

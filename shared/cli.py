@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shared import REPO_ROOT
+from shared.config import ConfigError, load_config
 from shared.registry_meta import paper_registrations
 from shared.paper_meta import PAPERS_DIR, PaperError, load_paper, paper_dirs
 
@@ -71,20 +72,44 @@ def _cores_and_profile(args: argparse.Namespace) -> list[str]:
     )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Run the Snakemake workflow (all papers, or the given targets)."""
+def _config(configfile: str | None, root: Path) -> dict:
+    """The workflow's config (``configfile`` merged over config/default.yaml), validated before
+    any work: a bad key stops the command with one or two lines (:class:`ConfigError`) instead of
+    Snakemake's dump of the whole schema. A relative path is the current directory's, else the
+    checkout's (where snakemake runs)."""
+    if not configfile:
+        return load_config(root / "config" / "default.yaml")
+    path = Path(configfile)
+    return load_config(path if path.exists() or path.is_absolute() else root / path)
+
+
+def run_command(args: argparse.Namespace) -> list[str]:
+    """The snakemake command line of `repro run`. The targets come after ``--``: options taking
+    any number of values (--configfile, a profile's --rerun-triggers) would swallow them."""
     cmd = [_snakemake(), *_cores_and_profile(args)]
     if args.configfile:
         cmd += ["--configfile", args.configfile]
     if args.dry_run:
         cmd.append("--dry-run")
-    cmd += list(args.targets)
+    if args.rerun_incomplete:
+        cmd.append("--rerun-incomplete")
+    if args.targets:
+        cmd += ["--", *args.targets]
+    return cmd
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the Snakemake workflow (all papers, or the given targets)."""
+    root = project_root()
+    _config(args.configfile, root)
+    cmd = run_command(args)
     print("+", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=project_root())
+    return subprocess.call(cmd, cwd=root)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Snakemake's HTML report: every figure by paper, with captions; leaderboard; claims."""
+    _config(args.configfile, project_root())
     cmd = [_snakemake(), "--report", args.out]
     if args.configfile:
         cmd += ["--configfile", args.configfile]
@@ -120,14 +145,23 @@ def cmd_cite(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Recompute papers and compare with their pinned results within tolerance."""
-    from shared.provenance_cli import verify
+    from shared.provenance_cli import verifiable_error, verify
 
     root = project_root()
+    _config(args.configfile, root)
     papers = args.papers or [d.name for d in paper_dirs(root / "papers") if (root / "reports" / d.name / "results.json").exists()]
+    if not papers:
+        print("error: no paper has pinned results (reports/<id>/results.json); make them with `repro run <id>`", file=sys.stderr)
+        return 2
+    for paper in papers:  # every name checked before any recomputation
+        problem = verifiable_error(paper, root)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     worst = 0
     for paper in papers:
         cores = args.cores or (None if args.profile else os.cpu_count() or 1)
-        code, report = verify(paper, args.configfile, cores, project_root(), profile=args.profile)
+        code, report = verify(paper, args.configfile, cores, root, profile=args.profile)
         print(report, flush=True)
         worst = max(worst, code)
     return worst
@@ -142,13 +176,47 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     from shared.provenance_cli import pull
 
+    _config(args.configfile, project_root())
     return pull(args.configfile, project_root())
+
+
+def diff_error(methods: Sequence[str], model: str, config: dict, configfile: str | None = None) -> str | None:
+    """Why `repro diff` cannot compare ``methods`` on ``model`` (one line), before any work is
+    planned: an unknown method, an unknown model, or a method that does not explain the model."""
+    from shared.paper_plan import method_applies, model_kind, models_for
+    from shared.registry_meta import method_info, method_table
+
+    for method in methods:
+        try:
+            method_info(method)
+        except KeyError:
+            from shared.models.adapter import nearest_names
+
+            near = nearest_names(method, sorted(method_table()), n=3)
+            return f"unknown method {method!r} (nearest: {', '.join(near)}; `repro list` shows every paper's methods)"
+    models = config["models"]
+    if model not in models:
+        where = configfile or "config/default.yaml"
+        return f"unknown model {model!r}: {where} configures {', '.join(sorted(models))}"
+    for method in methods:
+        if not method_applies(method, model, config):
+            cfg = models[model]
+            fits = models_for(method, config)
+            return (
+                f"method {method!r} does not apply to model {model!r} ({model_kind(cfg)}, task {cfg['task']}, arch {cfg['arch']}); "
+                f"it applies to: {', '.join(fits) if fits else 'no configured model'}"
+            )
+    return None
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Methods from any papers on one model: snakemake makes their maps and scores, then we compare."""
     if len(args.methods) < 2:
         print("error: give at least two methods to compare", file=sys.stderr)
+        return 2
+    problem = diff_error(args.methods, args.model, _config(args.configfile, project_root()), args.configfile)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     stem = "+".join(args.methods)
     target = f"reports/diff/{args.model}/{stem}.md"
@@ -166,10 +234,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.metrics:
         import json as _json
 
-        from shared.config import load_config
         from shared.pipeline import diff
 
-        cfg = load_config(args.configfile or REPO_ROOT / "config" / "default.yaml")
+        cfg = _config(args.configfile, project_root())
         rc = diff.main(
             ["--model", args.model, "--methods", *args.methods,
              "--scores", *[f"data/scores/{args.model}/{m}.json" for m in args.methods],
@@ -196,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configfile", help="e.g. config/tiny.yaml or config/paper-scale.yaml")
     p.add_argument("--profile", help="a workflow profile, e.g. profiles/slurm (README: Running on a cluster); passed as snakemake --workflow-profile")
     p.add_argument("-n", "--dry-run", action="store_true")
+    p.add_argument("--rerun-incomplete", action="store_true", help="redo the outputs an interrupted run left incomplete (snakemake --rerun-incomplete)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("diff", help="compare methods from any papers on one model (table, paired tests, agreement, plot)")
@@ -238,9 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = {
+    "run": "interrupted; rerun with --rerun-incomplete to resume",
+    "verify": "interrupted; its scratch copy is removed: rerun `repro verify` to start again",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED.get(args.command, "interrupted; if a workflow step was cut short, resume with `repro run --rerun-incomplete <targets>`"), file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,18 +23,46 @@ class ConfigError(ValueError):
     """A config that does not match its schema; the message names the key."""
 
 
-def _where(error: jsonschema.ValidationError) -> str:
-    path = ".".join(str(p) for p in error.absolute_path)
+def _where(error: jsonschema.ValidationError, base: str = "") -> str:
+    path = ".".join([base, *map(str, error.absolute_path)] if base else map(str, error.absolute_path))
     return path or "<top level>"
 
 
-def describe_error(error: jsonschema.ValidationError) -> str:
-    """One readable line: where the problem is and what it is."""
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_error(error: jsonschema.ValidationError, base: str = "") -> str:
+    """One readable line: where the problem is and what it is (never the schema, nor a whole
+    section: jsonschema's own messages quote the offending value, however big). ``base``: the
+    key the validated object sits at (``papers.<id>``)."""
+    where = _where(error, base)
     if error.validator == "additionalProperties":
         allowed = sorted((error.schema.get("properties") or {}).keys())
         hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
-        return f"{_where(error)}: {error.message}{hint}"
-    return f"{_where(error)}: {error.message}"
+        return f"{where}: {error.message}{hint}"
+    if error.validator in ("anyOf", "oneOf"):
+        forms = [", ".join(alt.get("required", [])) for alt in error.validator_value]
+        if all(forms):
+            return f"{where}: needs one of: {'; '.join(forms)}"
+        return f"{where}: {_short(error.instance)} matches none of the allowed forms"
+    if error.validator == "type":
+        return f"{where}: {_short(error.instance)} is not of type {error.validator_value!r}"
+    if error.validator == "enum":
+        return f"{where}: {_short(error.instance)} is not one of {', '.join(map(repr, error.validator_value))}"
+    message = error.message
+    return f"{where}: {message if len(message) <= 200 else message[:199] + '…'}"
+
+
+def _config_error(source: str, against: str, errors: list[jsonschema.ValidationError], base: str = "") -> ConfigError:
+    """One or two lines: the first problem (key, file, allowed keys), then where any others are."""
+    first = f"{source}: {describe_error(errors[0], base)} [{against}]"
+    if len(errors) == 1:
+        return ConfigError(first)
+    others = "; ".join(_where(e, base) + ": " + (e.message if len(e.message) <= 70 else e.message[:69] + "…") for e in errors[1:4])
+    more = f"; and {len(errors) - 4} more" if len(errors) > 4 else ""
+    return ConfigError(f"{first}\n  also: {others}{more}")
 
 
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
@@ -43,8 +71,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = "\n  ".join(describe_error(e) for e in errors)
-        raise ConfigError(f"{source} does not match config/schema.yaml:\n  {lines}")
+        raise _config_error(source, "config/schema.yaml", errors)
     validate_paper_sections(config, source)
     return config
 
@@ -91,9 +118,18 @@ def validate_paper_sections(config: dict[str, Any], source: str = "config") -> N
                 f"{source}: papers.{paper_id}: there is no paper {paper_id!r} "
                 f"(papers: {', '.join(sorted(known)) or 'none'})"
             )
+        if section is None:
+            continue  # `papers: {<id>: }`, an empty section
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: papers.{paper_id} must be a mapping of keys, got {_short(section)}")
         schema = load_paper(known[paper_id]).get("config_schema")
         if not schema:
+            if section:
+                raise ConfigError(
+                    f"{source}: papers.{paper_id}: {', '.join(map(repr, section))} unexpected: paper {paper_id!r} "
+                    f"takes no settings (its paper.yaml declares no config_schema)"
+                )
             continue
-        for error in jsonschema.Draft202012Validator(schema).iter_errors(section):
-            raise ConfigError(f"{source}: papers.{paper_id}.{describe_error(error)}")
-
+        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(section), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise _config_error(source, f"papers/{paper_id}/paper.yaml config_schema", errors, base=f"papers.{paper_id}")

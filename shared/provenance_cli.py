@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import REPO_ROOT
-from shared.paper_meta import PAPERS_DIR, load_paper
+from shared.paper_meta import PAPERS_DIR, load_paper, paper_dirs
 from shared.results import ResultRecord, read_records, result_key
 
 
@@ -131,6 +132,41 @@ def _scratch_copy(root: Path, under: Path | None = None) -> Path:
     return scratch
 
 
+def verifiable_error(paper: str, root: Path = REPO_ROOT) -> str | None:
+    """Why ``paper`` cannot be verified (one line), or None: no such paper, or no pinned results."""
+    known = [d.name for d in paper_dirs(root / "papers")]
+    if paper not in known:
+        return f"no paper {paper!r} (papers: {', '.join(known) or 'none'})"
+    if not (root / "reports" / paper / "results.json").exists():
+        return (
+            f"{paper} has no pinned results (reports/{paper}/results.json), so there is nothing to verify against: "
+            f"make them with `repro run {paper}` and commit reports/{paper}/"
+        )
+    return None
+
+
+def missing_data_notice(paper: str, configfile: str | None, root: Path = REPO_ROOT) -> str | None:
+    """One line when ``data/`` lacks a checkpoint that ``paper`` needs (a fresh clone): verify
+    then regenerates the datasets and trains the models before recomputing. None otherwise."""
+    from shared.config import load_config
+    from shared.paper_plan import plan_paper
+
+    try:
+        config = load_config(configfile or root / "config" / "default.yaml")
+        plan = plan_paper(load_paper(root / "papers" / paper), config)
+    except Exception:  # noqa: BLE001 — a broken plan is reported by the recomputation itself
+        return None
+    models = [score.split("/")[2] for score in plan.scores] + [m for step in plan.steps for m in step.models]
+    missing = [m for m in dict.fromkeys(models) if not (root / "data" / "models" / f"{m}.safetensors").exists()]
+    if not missing:
+        return None
+    what = "data/ is missing" if not (root / "data").is_dir() else f"data/models/ lacks {', '.join(missing)}"
+    return (
+        f"verify {paper}: {what}, so verify will regenerate the datasets and train the models first (minutes); "
+        f"`repro pull` fetches them where a DVC remote has them"
+    )
+
+
 def verify(paper: str, configfile: str | None, cores: int | None, root: Path = REPO_ROOT, profile: str | None = None) -> tuple[int, str]:
     """Recompute a paper from its models and data in a scratch copy; compare every pinned record
     (:func:`record_files`) with its recomputed value, within the paper's tolerances.
@@ -139,8 +175,14 @@ def verify(paper: str, configfile: str | None, cores: int | None, root: Path = R
     scratch copy is then made in the checkout's ``.snakemake/``, on the filesystem that a
     cluster's compute nodes share (the system's temporary directory is the login node's own).
     ``cores`` may then be None: the profile's own limits."""
+    problem = verifiable_error(paper, root)
+    if problem:
+        return 2, f"verify {paper}: {problem}"
     doc = load_paper(root / "papers" / paper)
     pinned = record_files(_pinned_results_path(paper, root).parent)
+    notice = missing_data_notice(paper, configfile, root)
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
     try:
         scratch = _scratch_copy(root, under=root / ".snakemake" / "verify" if profile else None)
     except NotADirectoryError as exc:
@@ -200,8 +242,67 @@ def publish(root: Path = REPO_ROOT) -> int:
     return rc
 
 
+def _dvc_config(path: Path) -> dict[str, dict[str, str]]:
+    """A DVC config file (``[core]``, ``['remote "name"']`` sections), section → key → value;
+    a remote's section is named ``remote name``."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    if not path.is_file():
+        return sections
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        header = re.fullmatch(r"\[\s*'?(.+?)'?\s*\]", line)
+        if header:
+            current = sections.setdefault(" ".join(header.group(1).replace('"', " ").split()), {})
+        elif current is not None and "=" in line:
+            key, value = line.split("=", 1)
+            current[key.strip()] = value.strip()
+    return sections
+
+
+def default_remote(root: Path = REPO_ROOT) -> tuple[str, str] | None:
+    """The default DVC remote (name, url) of the checkout: .dvc/config, .dvc/config.local over it."""
+    config: dict[str, dict[str, str]] = {}
+    for name in ("config", "config.local"):
+        for section, values in _dvc_config(root / ".dvc" / name).items():
+            config.setdefault(section, {}).update(values)
+    name = config.get("core", {}).get("remote")
+    if not name:
+        return None
+    return name, config.get(f"remote {name}", {}).get("url", "")
+
+
+def remote_problem(root: Path = REPO_ROOT) -> str | None:
+    """Why `dvc pull` cannot work here (one line), or None: a default remote that is a local
+    directory this machine does not have (the shipped one, ~/.cache/saliency-repro/dvc-remote,
+    is a folder on the machine that published the data).
+    A default remote elsewhere (s3://, ssh://, ...), or none here, is left to dvc."""
+    how = "add a remote that has the data (`dvc remote add -d myremote <url>`, then `repro pull`), or recompute everything with `repro run` (minutes)"
+    remote = default_remote(root)
+    if remote is None or not remote[1]:
+        return None  # none in the checkout (perhaps in the user's global DVC config): dvc says
+    name, url = remote
+    if "://" in url and not url.startswith("file://"):
+        return None  # s3://, ssh://, ...: dvc says whether it can reach it
+    local = Path(os.path.expanduser(url.removeprefix("file://")))
+    if not local.is_absolute():
+        local = root / ".dvc" / local  # DVC reads a relative path from the config file's directory
+    if local.exists():
+        return None
+    return (
+        f"the default DVC remote {name!r} is {url}, a directory on the machine that published the data, "
+        f"and this machine has no copy of it: {how}"
+    )
+
+
 def pull(configfile: str | None, root: Path = REPO_ROOT) -> int:
     """`dvc pull`, then mark the pulled outputs up to date for Snakemake (no recomputation)."""
+    problem = remote_problem(root)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     rc = _run([_bin("dvc"), "pull"], root)
     if rc:
         return rc

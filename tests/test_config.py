@@ -50,3 +50,62 @@ def test_config_hash_is_stable_and_sensitive(repo_root):
     assert config_hash(config) == config_hash(other)
     other["seed"] += 1
     assert config_hash(config) != config_hash(other)
+
+
+# issue 20, finding 9: one or two lines, never the schema or a whole section; paper sections checked
+
+
+def test_error_is_one_or_two_lines_naming_key_file_and_allowed_keys(repo_root, tmp_path):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("sede: 3\ndevice: gpu\ndatasets:\n  shapes:\n    n_clases: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    lines = str(err.value).splitlines()
+    assert len(lines) <= 2, str(err.value)
+    assert str(bad) in lines[0] and "<top level>: " in lines[0] and "'sede' was unexpected" in lines[0]
+    assert "allowed keys: benchmark, datasets, deterministic, device" in lines[0]
+    assert "datasets.shapes: " in lines[1] and "device: 'gpu'" in lines[1]  # the others: where, briefly
+    assert "'properties'" not in str(err.value) and "$schema" not in str(err.value)  # no schema dump
+
+
+def test_a_big_offending_value_is_not_dumped(repo_root):
+    config = yaml.safe_load((repo_root / "config" / "default.yaml").read_text())
+    config["eval"] = list(range(1000))
+    config["datasets"]["imagenette"] = {"url": "https://example.org/x.tgz", "filename": "x" * 500}
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, "big.yaml")
+    assert len(str(err.value)) < 400 and len(str(err.value).splitlines()) <= 2, str(err.value)
+    assert "eval" in str(err.value)
+
+
+def test_paper_section_of_a_paper_without_config_schema_takes_no_keys(repo_root):
+    config = yaml.safe_load((repo_root / "config" / "default.yaml").read_text())
+    config["papers"] = {"gradcam": {}}
+    validate_config(config)  # an empty section is fine
+    config["papers"] = {"gradcam": {"anything": 1}}
+    with pytest.raises(ConfigError, match=r"papers\.gradcam: 'anything' unexpected: paper 'gradcam' takes no settings"):
+        validate_config(config, "mine.yaml")
+
+
+def test_paper_section_is_checked_against_its_config_schema(repo_root, tmp_path, monkeypatch):
+    import shared.paper_meta
+
+    papers = tmp_path / "papers"
+    demo = papers / "demo"
+    demo.mkdir(parents=True)
+    doc = yaml.safe_load((repo_root / "papers" / "gradcampp" / "paper.yaml").read_text())
+    doc["id"] = "demo"
+    doc["config_schema"] = {"type": "object", "additionalProperties": False, "properties": {"steps": {"type": "integer"}}}
+    (demo / "paper.yaml").write_text(yaml.safe_dump(doc))
+    (demo / "method.py").write_text("")
+    (demo / "README.md").write_text("")
+    monkeypatch.setattr(shared.paper_meta, "PAPERS_DIR", papers)
+    config = yaml.safe_load((repo_root / "config" / "default.yaml").read_text())
+    config["papers"] = {"demo": {"steps": 3}}
+    validate_config(config)
+    config["papers"] = {"demo": {"stpes": 3}}
+    with pytest.raises(ConfigError, match=r"mine\.yaml: papers\.demo: .*'stpes' was unexpected.*allowed keys: steps"):
+        validate_config(config, "mine.yaml")
+    config["papers"] = {"gradcam": {}}
+    with pytest.raises(ConfigError, match="no paper 'gradcam'.*papers: demo"):
+        validate_config(config)
