@@ -27,7 +27,9 @@ def plain_features(adapter: ModelAdapter) -> tuple[str, nn.Sequential] | None:
 def block_layers(adapter: ModelAdapter) -> list[str]:
     """The output layer of each block of the model, bottom to top (see the module docstring)."""
     if adapter.kind == "vit":
-        return [f"{name}.norm1" for name in adapter.layers]
+        # timm names a block's first norm `norm1`, torchvision `ln_1`
+        modules = dict(adapter.model.named_modules())
+        return [f"{name}.norm1" if f"{name}.norm1" in modules else f"{name}.ln_1" for name in adapter.layers]
     plain = plain_features(adapter)
     if plain is not None:
         prefix, features = plain

@@ -68,6 +68,11 @@ class MethodSpec:
             )
 
     def build(self, adapter: ModelAdapter, **overrides: Any) -> Any:
+        if not isinstance(adapter, ModelAdapter):
+            raise TypeError(
+                f"method {self.name!r} explains a ModelAdapter, got a {type(adapter).__name__}; "
+                f"wrap your model first: shared.models.wrap(model) (or wrap(model, layer=...))"
+            )
         self.check(adapter)
         return self.factory(adapter, **{**self.kwargs, **overrides})
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import timm
+from timm.models.convnext import ConvNeXt
+from timm.models.efficientnet import EfficientNet
 from timm.models.resnet import ResNet
 from timm.models.vgg import VGG
 from timm.models.vision_transformer import VisionTransformer
@@ -76,9 +78,42 @@ def _cnn_spec(model: nn.Module) -> tuple[str, list[str]]:
         convs = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]
         relus = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.ReLU)]
         return relus[-1], convs
+    if isinstance(model, ConvNeXt):
+        layers = [f"stages.{i}" for i in range(len(model.stages))]
+        return layers[-1], layers
+    if isinstance(model, EfficientNet):
+        # `bn2` is timm's BatchNormAct2d after `conv_head`: the rectified last map before pooling.
+        layers = [f"blocks.{i}" for i in range(len(model.blocks))] + ["bn2"]
+        return "bn2", layers
+    tv_resnet, tv_vgg = _torchvision_cnn_types()
+    if tv_resnet is not None and isinstance(model, tv_resnet):
+        layers = [f"layer{i}" for i in range(1, 5)]
+        return layers[-1], layers
+    if tv_vgg is not None and isinstance(model, tv_vgg):
+        convs = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]
+        relus = [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.ReLU)]
+        return relus[-1], convs
     raise TypeError(
         f"no adapter spec for a {type(model).__name__}; add one in shared/models/zoo.py (_cnn_spec / adapter_spec)"
     )
+
+
+def _torchvision_cnn_types() -> tuple[type | None, type | None]:
+    """torchvision's ResNet and VGG classes (None where torchvision cannot be imported)."""
+    try:
+        from torchvision.models import VGG as TVVGG
+        from torchvision.models import ResNet as TVResNet
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return None, None
+    return TVResNet, TVVGG
+
+
+def _torchvision_vit_type() -> type | None:
+    try:
+        from torchvision.models import VisionTransformer as TVViT
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return None
+    return TVViT
 
 
 def adapter_spec(model: nn.Module) -> dict[str, Any]:
@@ -98,6 +133,16 @@ def adapter_spec(model: nn.Module) -> dict[str, Any]:
             target_layer=f"blocks.{depth - 1}.norm1",
             layers=[f"blocks.{i}" for i in range(depth)],
             num_prefix_tokens=int(model.num_prefix_tokens),
+        )
+    tv_vit = _torchvision_vit_type()
+    if tv_vit is not None and isinstance(model, tv_vit):
+        # torchvision's ViT: one class token, a square patch grid, the same last-block argument.
+        depth = len(model.encoder.layers)
+        return dict(
+            kind="vit",
+            target_layer=f"encoder.layers.encoder_layer_{depth - 1}.ln_1",
+            layers=[f"encoder.layers.encoder_layer_{i}" for i in range(depth)],
+            num_prefix_tokens=1,
         )
     target, layers = _cnn_spec(model)
     return dict(kind="cnn", target_layer=target, layers=layers, num_prefix_tokens=0)
