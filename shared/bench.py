@@ -93,7 +93,9 @@ def run_benchmarks(names: list[str] | None = None, out: str | Path = "reports/be
     """Run the named benchmarks (all when None), merge into ``out`` and return the file as written.
 
     A relative ``out`` is taken from the repository root. Unknown names are an error listing
-    the registered ones.
+    the registered ones. The file is written after every benchmark, so an interrupted or failed
+    run keeps what it measured; a benchmark whose optional dependency is missing (the ``bench``
+    extra: pytorch-grad-cam) is skipped with the reason recorded, and the others still run.
     """
     chosen = list_benchmarks() if names is None else list(names)
     unknown = [n for n in chosen if n not in _REGISTRY]
@@ -106,11 +108,17 @@ def run_benchmarks(names: list[str] | None = None, out: str | Path = "reports/be
     if path.exists():
         report = json.loads(path.read_text())
         report.setdefault("benchmarks", {})
-    for name in chosen:
-        figures = _REGISTRY[name](quick)
-        report["benchmarks"][name] = {**figures, "quick": quick}
     text = dumps(report)
-    write_text(path, text)
+    for name in chosen:
+        try:
+            figures = _REGISTRY[name](quick)
+        except ImportError as exc:  # an optional reference library: say so, keep going
+            print(f"bench: skipped {name}: {exc} (install it with `uv sync --extra bench`)", flush=True)
+            report["benchmarks"][name] = {"skipped": f"missing dependency: {exc.name or exc}", "quick": quick}
+        else:
+            report["benchmarks"][name] = {**figures, "quick": quick}
+        text = dumps(report)
+        write_text(path, text)  # after each benchmark: minutes of measurements are never lost
     return json.loads(text)
 
 

@@ -41,3 +41,29 @@ def test_deletion_benchmark_agrees_with_the_loop(tmp_path):
     entry = report["benchmarks"]["deletion_insertion"]
     assert entry["max_abs_auc_diff"] <= 1e-6
     assert entry["batched_s"] > 0 and entry["loop_s"] > 0
+
+
+@register_benchmark("_test_needs_a_missing_library")
+def _needs_missing(quick):
+    import saliency_repro_no_such_module  # noqa: F401
+
+    return {}
+
+
+@register_benchmark("_test_interrupted")
+def _interrupted(quick):
+    raise KeyboardInterrupt
+
+
+def test_a_missing_optional_library_skips_that_benchmark_only(tmp_path):
+    out = tmp_path / "bench.json"
+    report = run_benchmarks(["_test_needs_a_missing_library", "_test_constant"], out=out, quick=True)
+    assert report["benchmarks"]["_test_needs_a_missing_library"]["skipped"].startswith("missing dependency")
+    assert report["benchmarks"]["_test_constant"]["value"] == 0.333333
+
+
+def test_what_was_measured_survives_an_interruption(tmp_path):
+    out = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmarks(["_test_constant", "_test_interrupted"], out=out, quick=True)
+    assert json.loads(out.read_text())["benchmarks"]["_test_constant"]["value"] == 0.333333
