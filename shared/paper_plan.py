@@ -113,7 +113,7 @@ class PaperPlan:
         return list(dict.fromkeys(files))
 
 
-def _known_models(doc: dict[str, Any], roles: list[str], config: dict[str, Any], where: str) -> list[str]:
+def _known_models(roles: list[str], config: dict[str, Any]) -> list[str]:
     # A role the config does not define is left out (a config may run a subset of the zoo).
     return [m for m in roles if m in config["models"]]
 
@@ -136,7 +136,7 @@ def plan_paper(doc: dict[str, Any], config: dict[str, Any]) -> PaperPlan:
         for method in group["methods"]:
             method_info(method)  # an unknown name fails here, naming it
             methods.append(method)
-            for model in models_for(method, config, _known_models(doc, group["models"], config, "results")):
+            for model in models_for(method, config, _known_models(group["models"], config)):
                 pairs.append((model, method))
     methods = list(dict.fromkeys(methods))
     scores = list(dict.fromkeys(f"data/scores/{model}/{method}.json" for model, method in pairs))
@@ -156,7 +156,7 @@ def plan_paper(doc: dict[str, Any], config: dict[str, Any]) -> PaperPlan:
 
     benchmark = config["benchmark"]
     for step in doc.get("steps", []):
-        models = _known_models(doc, step.get("models", []), config, f"step {step['id']}")
+        models = _known_models(step.get("models", []), config)
         role = step.get("dataset", "model")
         datasets = [model_dataset(m, config) if role == "model" else f"data/datasets/{benchmark[role]}" for m in models]
         step_methods = list(step.get("methods", []))

@@ -106,7 +106,9 @@ def method_info(name: str, papers_dir: Path | None = None) -> dict[str, Any]:
 
 
 def applies(info: dict[str, Any], kind: str, task: str, arch: str | None) -> bool:
-    """Whether a method (its :func:`method_info`) explains a model of this kind, task and arch."""
-    if info["archs"] is not None and arch not in info["archs"]:
+    """Whether a method (its :func:`method_info`, or a registered spec's fields) explains a model
+    of this kind, task and arch. The one rule, at parse time and at run time; an unknown arch
+    (None: a model wrapped from outside the zoo) is not restricted, the method's own checks decide."""
+    if info["archs"] is not None and arch is not None and arch not in info["archs"]:
         return False
     return kind in info["kinds"] and task in info["tasks"]

@@ -3,8 +3,6 @@ and builds snakemake command lines that snakemake reads as meant (issue 20)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -48,22 +46,6 @@ def test_run_targets_are_not_swallowed_by_configfile(monkeypatch, repo_root):
     assert parsed.targets == ["gradcampp"]
     assert parsed.configfile == [Path("config/tiny.yaml")] or [str(p) for p in parsed.configfile] == ["config/tiny.yaml"]
     assert parsed.dryrun
-
-
-def test_run_dry_runs_a_target_with_a_configfile(repo_root, tmp_path):
-    """The finding as reported: `repro run gradcampp --configfile config/tiny.yaml` (dry run, in a
-    scratch copy of the tree: no data, no Snakemake state of the developer's)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo_root, capture_output=True, text=True, check=True).stdout.split()
-    for rel in files:
-        if rel.startswith(("reports/", "data/")) or not (repo_root / rel).is_file():
-            continue
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(repo_root / rel, tmp_path / rel)
-    repro = str(Path(sys.executable).with_name("repro"))
-    out = subprocess.run([repro, "run", "-n", "-c", "1", "gradcampp", "--configfile", "config/tiny.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "No such file or directory" not in out.stderr
-    assert "gradcampp_results" in out.stdout + out.stderr  # the paper's own jobs are planned
 
 
 # finding 10: an interrupted run resumes -------------------------------------------------------

@@ -5,7 +5,6 @@ tests/workflow/test_slurm.py.)"""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -26,7 +26,6 @@ correlation, counted as 0).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import matplotlib
 
@@ -35,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from shared.plotting import Recorder, applies, blank, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
+from shared.plotting import Recorder, applies, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
 from shared.data import load_split, read_meta  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.models.adapter import ModelAdapter, nearest_names
-from shared.registry_meta import BLOCK_VARIANT, KINDS, TASKS, method_table
+from shared.registry_meta import BLOCK_VARIANT, KINDS, TASKS, applies, method_table
 
 
 class MethodNotApplicable(ValueError):
@@ -51,9 +51,7 @@ class MethodSpec:
 
     def applies(self, kind: str, task: str, arch: str | None = None) -> bool:
         """Whether the method is defined for a model of this kind, task and architecture."""
-        if self.archs is not None and arch is not None and arch not in self.archs:
-            return False
-        return kind in self.kinds and task in self.tasks
+        return applies({"kinds": self.kinds, "tasks": self.tasks, "archs": self.archs}, kind, task, arch)
 
     def check(self, adapter: ModelAdapter) -> None:
         """Raise :class:`MethodNotApplicable` (saying where it applies) unless it explains ``adapter``."""

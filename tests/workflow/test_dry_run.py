@@ -55,3 +55,13 @@ def test_ill_typed_value_stops_the_run(repo_root, clean_tree, tmp_path):
     out = dry_run(clean_tree, "--configfile", str(bad))
     assert out.returncode != 0
     assert "zero" in out.stdout + out.stderr and "seed" in out.stdout + out.stderr
+
+
+def test_repro_run_dry_runs_a_target_with_a_configfile(clean_tree):
+    """Issue 20, finding 3 as reported: `repro run gradcampp --configfile config/tiny.yaml` lost its
+    target to --configfile (dry run, in a scratch copy: no data, no Snakemake state)."""
+    repro = str(Path(sys.executable).with_name("repro"))
+    out = subprocess.run([repro, "run", "-n", "-c", "1", "gradcampp", "--configfile", "config/tiny.yaml"], cwd=clean_tree, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "No such file or directory" not in out.stderr
+    assert "gradcampp_results" in out.stdout + out.stderr  # the paper's own jobs are planned
