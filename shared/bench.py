@@ -132,8 +132,7 @@ def bench_deletion_insertion(quick: bool = False) -> dict[str, Any]:
     """
     import timm
 
-    from shared.metrics.faithfulness import deletion, insertion, perturbation_curve_reference
-    from shared.metrics._filters import gaussian_blur, rise_blur_parameters
+    from shared.metrics.faithfulness import deletion, insertion, perturbation_curve_reference, perturbation_endpoints
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size, batch, steps = 64, 16, 32
@@ -148,16 +147,16 @@ def bench_deletion_insertion(quick: bool = False) -> dict[str, Any]:
     def score_fn(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         return model(x).softmax(1).gather(1, classes[index].view(-1, 1)).squeeze(1)
 
-    blurred = gaussian_blur(images, *rise_blur_parameters(size, size))
-    zeros = torch.zeros_like(images)
+    # the default convention (rise_code) with ImageNet's mean colour, as the metrics use it
+    baseline, blurred = perturbation_endpoints(images)
     results: dict[str, torch.Tensor] = {}
 
     def batched() -> None:
-        results["del"] = deletion(maps, images, score_fn, steps=steps, max_batch=264).auc
+        results["del"] = deletion(maps, images, score_fn, steps=steps, baseline=baseline, max_batch=264).auc
         results["ins"] = insertion(maps, images, score_fn, steps=steps, substrate=blurred, max_batch=264).auc
 
     def loop() -> None:
-        results["del_ref"] = perturbation_curve_reference(maps, images, score_fn, steps, finish=zeros)[0]
+        results["del_ref"] = perturbation_curve_reference(maps, images, score_fn, steps, finish=baseline)[0]
         results["ins_ref"] = perturbation_curve_reference(maps, images, score_fn, steps, finish=images, start=blurred)[0]
 
     repeats = 1 if quick else 3

@@ -4,20 +4,31 @@ Confidence (Grad-CAM++), with the T-TAME top-k% variants.
 The model is abstracted as a *score function* ``score_fn(images (M,3,H,W), index (M,)) -> (M,)``:
 ``index[m]`` is the original image (0..B-1) that row ``m`` was made from, so the caller can pick
 that image's class (or reference embedding). Scores are computed under ``torch.no_grad``.
+
+Images are in [0, 1] (the model's normalisation happens inside ``score_fn``). What deletion
+deletes *to* and what insertion inserts *onto* is a named convention (:data:`PERTURBATIONS`,
+:func:`perturbation_endpoints`); the default, ``"rise_code"``, is what RISE's released code
+does, which differs from "black" by a factor of several in deletion AUC on the same maps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ._checks import check_images, check_maps, minmax_normalise, stable_descending_order
-from ._filters import gaussian_blur, rise_blur_parameters
+from ._filters import gaussian_blur, rise_blur_parameters, rise_kernel1d, separable_blur
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RISE's utils.py normalisation (read_tensor / preprocess)
+
+PERTURBATIONS = ("rise_code", "black")
+"""Deletion / insertion conventions, see :func:`perturbation_endpoints`."""
+DEFAULT_PERTURBATION = "rise_code"
 
 
 @dataclass(frozen=True)
@@ -134,27 +145,96 @@ def _as_image_batch(value: float | Tensor, images: Tensor, name: str) -> Tensor:
     return torch.full_like(images, float(value))
 
 
+def _mean_colour(images: Tensor, mean: Sequence[float] | Tensor | None) -> Tensor:
+    values = torch.as_tensor(IMAGENET_MEAN if mean is None else mean, dtype=images.dtype, device=images.device).flatten()
+    if values.numel() != images.shape[1]:
+        raise ValueError(f"mean must have one value per channel ({images.shape[1]}), got {values.numel()}")
+    return values.view(1, -1, 1, 1)
+
+
+def perturbation_endpoints(
+    images: Tensor,
+    mean: Sequence[float] | Tensor | None = None,
+    convention: str = DEFAULT_PERTURBATION,
+) -> tuple[Tensor, Tensor]:
+    """(deletion baseline, insertion substrate) of [0, 1] images under a named convention.
+
+    ``"rise_code"`` (default) — what RISE's released code does (eclique/RISE, commit d91ea00).
+    Its images are ImageNet-normalised tensors (``utils.py`` lines 15-22 and 46-52,
+    ``transforms.Normalize``) and both substrates are computed on them:
+
+    * deletion: ``substrate_fn=torch.zeros_like`` (``Evaluation.ipynb`` lines 128 and 459 of
+      the raw .ipynb JSON; applied in ``evaluation.py`` lines 66-70 and 136-143), i.e. zero
+      *in normalised space*, which is the per-channel normalisation mean in [0, 1] space (the
+      notebook says so, line 187: the deleted image "is gray instead of black ... equal to the
+      ImageNet mean"). Here: the colour ``mean`` everywhere.
+    * insertion: ``blur = lambda x: nn.functional.conv2d(x, kern, padding=klen//2)`` with
+      ``kern = gkern(11, 5)`` (``Evaluation.ipynb`` lines 73-78, 127, 458; ``gkern`` in
+      ``evaluation.py`` lines 10-23, one 2-D kernel per channel, no mixing): a zero-padded
+      convolution of the normalised tensor with scipy's smoothed delta
+      (:func:`~shared.metrics._filters.rise_kernel1d`, not a sampled Gaussian). Zero padding
+      of ``(x - mean) / std`` is padding ``x`` with ``mean``, and normalisation is
+      per-channel affine, so in [0, 1] space the substrate is
+      ``mean + blur_zero_padded(x - mean)``: after normalisation it equals RISE's for any
+      kernel (whether it sums to 1 does not matter; RISE's does, to float32 rounding) and any
+      ``std``, which is therefore not needed.
+
+    Steps and AUC: RISE changes ``step`` pixels per iteration, ``ceil(H*W / step)`` iterations
+    (``evaluation.py`` lines 64, 108-110, 131, 158-159; 224 pixels at 224 x 224 in the
+    notebook), scores ``n_steps + 1`` points and takes the trapezoid rule over them
+    (``auc``, lines 25-27); see :func:`changed_counts` for ours.
+
+    ``"black"`` — this code's earlier behaviour, kept so its numbers can be reproduced:
+    deletion to 0 in [0, 1] space (black) and insertion onto the images blurred in [0, 1]
+    space with a sampled Gaussian (:func:`~shared.metrics._filters.gaussian_kernel1d`) and
+    reflect padding. ``mean`` is ignored.
+
+    Both use RISE's kernel size and sigma (11 and 5 at 224 px) scaled with the image side
+    (:func:`~shared.metrics._filters.rise_blur_parameters`), so at 224 x 224 ``"rise_code"``
+    is RISE's blur exactly. ``mean``: the model's normalisation mean (``ModelAdapter.mean``);
+    ``None`` means ImageNet's, as RISE's code hard-codes.
+    """
+    if convention not in PERTURBATIONS:
+        raise ValueError(f"perturbation convention must be one of {PERTURBATIONS}, got {convention!r}")
+    size, sigma = rise_blur_parameters(images.shape[2], images.shape[3])
+    if convention == "black":
+        return torch.zeros_like(images), gaussian_blur(images, size, sigma, "reflect")
+    colour = _mean_colour(images, mean)
+    kernel = rise_kernel1d(size, sigma, images.device, images.dtype)
+    substrate = colour + separable_blur(images - colour, kernel, "zeros")
+    return colour.expand_as(images).clone(), substrate
+
+
 def deletion(
     maps: Tensor,
     images: Tensor,
     score_fn: ScoreFn,
     steps: int = 32,
-    baseline: float | Tensor = 0.0,
+    baseline: float | Tensor | None = None,
     max_batch: int = 256,
     return_curves: bool = False,
     endpoint_scores: tuple[Tensor, Tensor] | None = None,
+    *,
+    perturbation: str = DEFAULT_PERTURBATION,
+    mean: Sequence[float] | Tensor | None = None,
 ) -> CurveResult:
     """Deletion AUC per image (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1). Lower is better.
 
     Pixels are ordered by descending saliency (stable sort: ties keep the lower flat index
-    first) and set to ``baseline`` (zeros by default, as in RISE) in ``steps`` equal steps;
-    the AUC is the trapezoid rule of the score over steps + 1 points at fractions
-    k / steps, k = 0..steps (see :func:`changed_counts`). All B * (steps + 1) perturbed images
-    are scored in chunks of ``max_batch``; with ``endpoint_scores`` = (scores of the images,
-    scores of the baseline), which no map changes, B * (steps - 1).
+    first; RISE's ``np.flip(np.argsort(...))`` orders ties differently) and set to ``baseline``
+    in ``steps`` equal steps; the AUC is the trapezoid rule of the score over steps + 1 points
+    at fractions k / steps, k = 0..steps (see :func:`changed_counts`). ``baseline`` defaults to
+    the ``perturbation`` convention's (:func:`perturbation_endpoints`): for ``"rise_code"`` the
+    normalisation ``mean`` colour, i.e. zero in the model's normalised space as in RISE's code;
+    for ``"black"``, 0 in [0, 1] space. An explicit ``baseline`` overrides the convention. All
+    B * (steps + 1) perturbed images are scored in chunks of ``max_batch``; with
+    ``endpoint_scores`` = (scores of the images, scores of the baseline), which no map
+    changes, B * (steps - 1).
     """
     maps = check_maps(maps)
     images = check_images(images, maps)
+    if baseline is None:
+        baseline = perturbation_endpoints(images, mean, perturbation)[0]
     finish = _as_image_batch(baseline, images, "baseline")
     curves = _perturbation_curves(maps.to(images.device), images, finish, score_fn, steps, max_batch, endpoint_scores)
     return _result(curves, return_curves)
@@ -166,33 +246,37 @@ def insertion(
     score_fn: ScoreFn,
     steps: int = 32,
     substrate: Tensor | None = None,
-    blur_padding: str = "reflect",
     max_batch: int = 256,
     return_curves: bool = False,
     endpoint_scores: tuple[Tensor, Tensor] | None = None,
+    *,
+    perturbation: str = DEFAULT_PERTURBATION,
+    mean: Sequence[float] | Tensor | None = None,
 ) -> CurveResult:
     """Insertion AUC per image (Petsiuk et al., RISE, BMVC 2018, Sec. 4.1). Higher is better.
 
-    Starting from ``substrate`` (default: the image blurred with RISE's Gaussian, kernel 11 and
-    sigma 5 at 224 px, scaled with the image side, see
-    :func:`~shared.metrics._filters.rise_blur_parameters`), the image's pixels are inserted in
-    descending saliency order in ``steps`` equal steps; AUC as in :func:`deletion`.
-    ``blur_padding="zeros"`` reproduces RISE's zero-padded blur exactly; the default reflects.
-    ``endpoint_scores`` = (scores of the substrate, scores of the images) skips those two steps.
+    Starting from ``substrate``, the image's pixels are inserted in descending saliency order
+    in ``steps`` equal steps; AUC as in :func:`deletion`. ``substrate`` defaults to the
+    ``perturbation`` convention's blurred images (:func:`perturbation_endpoints`): for
+    ``"rise_code"`` RISE's blur of the normalised image with zero padding (padding with the
+    ``mean`` colour in [0, 1] space), for ``"black"`` a sampled Gaussian with reflect padding
+    in [0, 1] space. ``endpoint_scores`` = (scores of the substrate, scores of the images)
+    skips those two steps.
     """
     maps = check_maps(maps)
     images = check_images(images, maps)
     if substrate is None:
-        substrate = rise_substrate(images, blur_padding)
+        substrate = perturbation_endpoints(images, mean, perturbation)[1]
     start = _as_image_batch(substrate, images, "substrate")
     curves = _perturbation_curves(maps.to(images.device), start, images, score_fn, steps, max_batch, endpoint_scores)
     return _result(curves, return_curves)
 
 
-def rise_substrate(images: Tensor, blur_padding: str = "reflect") -> Tensor:
-    """Insertion's default start: the images blurred with RISE's Gaussian scaled to their size."""
-    size, sigma = rise_blur_parameters(images.shape[2], images.shape[3])
-    return gaussian_blur(images, size, sigma, blur_padding)
+def rise_substrate(
+    images: Tensor, perturbation: str = DEFAULT_PERTURBATION, mean: Sequence[float] | Tensor | None = None
+) -> Tensor:
+    """Insertion's default start: the images blurred as the ``perturbation`` convention says."""
+    return perturbation_endpoints(images, mean, perturbation)[1]
 
 
 def _result(curves: Tensor, return_curves: bool) -> CurveResult:

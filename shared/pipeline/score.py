@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from shared import metrics
+from shared.metrics.faithfulness import DEFAULT_PERTURBATION, perturbation_endpoints
 from shared.pipeline.io import EvalBatch, eval_batch, load_maps, write_json
 from shared.runtime import setup_from_config
 
@@ -32,27 +33,43 @@ def score_fn_for(batch: EvalBatch):
     return score
 
 
+def perturbation_of(eval_cfg: dict[str, Any]) -> str:
+    """The deletion / insertion convention of ``eval.perturbation`` (default ``rise_code``)."""
+    return str(eval_cfg.get("perturbation", DEFAULT_PERTURBATION))
+
+
 @dataclass(frozen=True)
 class ReferenceScores:
-    """Scores no map changes: the images, the deletion baseline (zeros) and the insertion
-    substrate (RISE's blur). Computed once per model, shared by every method scored on it."""
+    """Scores no map changes: the images, the deletion baseline and the insertion substrate
+    of the ``perturbation`` convention (:func:`shared.metrics.faithfulness.perturbation_endpoints`),
+    with those two images. Computed once per model, shared by every method scored on it."""
 
     images: torch.Tensor
     blank: torch.Tensor
     blurred: torch.Tensor
     substrate: torch.Tensor
+    baseline: torch.Tensor
+    perturbation: str
 
 
 def reference_scores(batch: EvalBatch, eval_cfg: dict[str, Any]) -> ReferenceScores:
-    """The batch's :class:`ReferenceScores`, ``eval.batch_size`` images per forward pass."""
+    """The batch's :class:`ReferenceScores`, ``eval.batch_size`` images per forward pass.
+
+    Deletion's baseline and insertion's substrate follow ``eval.perturbation``: ``rise_code``
+    (RISE's code: the model's normalisation mean colour, ``batch.adapter.mean``, and RISE's blur
+    of the normalised image) or ``black`` (the earlier black baseline and reflect-padded blur).
+    """
     score = score_fn_for(batch)
     size = int(eval_cfg["batch_size"])
-    substrate = metrics.rise_substrate(batch.images)
+    convention = perturbation_of(eval_cfg)
+    baseline, substrate = perturbation_endpoints(batch.images, batch.adapter.mean, convention)
     return ReferenceScores(
-        metrics.scores_in_chunks(batch.images, score, size),
-        metrics.scores_in_chunks(torch.zeros_like(batch.images), score, size),
-        metrics.scores_in_chunks(substrate, score, size),
-        substrate,
+        images=metrics.scores_in_chunks(batch.images, score, size),
+        blank=metrics.scores_in_chunks(baseline, score, size),
+        blurred=metrics.scores_in_chunks(substrate, score, size),
+        substrate=substrate,
+        baseline=baseline,
+        perturbation=convention,
     )
 
 
@@ -75,9 +92,15 @@ def score_maps(
     # run 1.2-1.9x faster per image than 128 (cache-bound); on a GPU raise eval.batch_size.
     max_batch = int(eval_cfg["batch_size"])
     ref = references or reference_scores(batch, eval_cfg)
+    if ref.perturbation != perturbation_of(eval_cfg):
+        raise ValueError(
+            f"reference scores were computed with perturbation {ref.perturbation!r}, "
+            f"but eval.perturbation is {perturbation_of(eval_cfg)!r}"
+        )
     per_image: dict[str, torch.Tensor] = {
         "deletion": metrics.deletion(
-            maps, batch.images, score, steps=steps, max_batch=max_batch, endpoint_scores=(ref.images, ref.blank)
+            maps, batch.images, score, steps=steps, baseline=ref.baseline, max_batch=max_batch,
+            endpoint_scores=(ref.images, ref.blank),
         ).auc,
         "insertion": metrics.insertion(
             maps, batch.images, score, steps=steps, substrate=ref.substrate, max_batch=max_batch,
@@ -108,6 +131,7 @@ def score_maps(
         },
         "image_ids": list(batch.split.image_ids),
         "objects": [int(o) for o in batch.split.objects],
+        "perturbation": ref.perturbation,
     }
 
 
