@@ -47,7 +47,13 @@ def _registrations(method_py: Path) -> list[tuple[str, dict[str, Any]]]:
     return sorted(found, key=lambda item: item[0])
 
 
-def _entry(paper: str, keywords: dict[str, Any]) -> dict[str, Any]:
+def variant_label(name: str, label: str, block: int) -> str:
+    """What readers see for block variant ``<name>_b<block>``: its name, unless the base method
+    has its own label (then ``"<label>, block <k>"``)."""
+    return f"{name}_b{block}" if label == name else f"{label}, block {block}"
+
+
+def _entry(paper: str, name: str, keywords: dict[str, Any]) -> dict[str, Any]:
     archs = keywords.get("archs")
     return {
         "paper": paper,
@@ -56,6 +62,7 @@ def _entry(paper: str, keywords: dict[str, Any]) -> dict[str, Any]:
         "archs": list(archs) if archs is not None else None,
         "leaderboard": bool(keywords.get("leaderboard", True)),
         "blocks": bool(keywords.get("blocks", False)),
+        "label": str(keywords.get("label") or name),
     }
 
 
@@ -85,12 +92,14 @@ def _table(papers_dir: Path, include_template: bool) -> dict[str, dict[str, Any]
                     f"method {name!r} is registered by both {table[name]['paper']} and {doc['id']}; "
                     f"method names must be unique across papers"
                 )
-            table[name] = _entry(doc["id"], keywords)
+            table[name] = _entry(doc["id"], name, keywords)
     return table
 
 
 def method_table(papers_dir: Path | None = None, include_template: bool = False) -> dict[str, dict[str, Any]]:
-    """Registered method name → {"paper", "kinds", "tasks", "archs", "leaderboard", "blocks"}."""
+    """Registered method name → {"paper", "kinds", "tasks", "archs", "leaderboard", "blocks", "label"}
+    (``label``: the name readers see in tables and figures; the registered name unless
+    ``@register_method(..., label=...)`` gives one)."""
     return dict(_table(Path(papers_dir or PAPERS_DIR).resolve(), include_template))
 
 
@@ -101,8 +110,20 @@ def method_info(name: str, papers_dir: Path | None = None) -> dict[str, Any]:
         return table[name]
     variant = BLOCK_VARIANT.match(name)
     if variant and variant.group("base") in table and table[variant.group("base")]["blocks"]:
-        return {**table[variant.group("base")], "leaderboard": False, "blocks": False, "block": int(variant.group("block"))}
+        base, block = table[variant.group("base")], int(variant.group("block"))
+        label = variant_label(variant.group("base"), base["label"], block)
+        return {**base, "leaderboard": False, "blocks": False, "block": block, "label": label}
     raise KeyError(f"unknown method {name!r}: no paper registers it (every method is listed by `repro list`)")
+
+
+def method_label(name: str, papers_dir: Path | None = None) -> str:
+    """The name readers see for method ``name`` in tables and figures (its registered ``label``);
+    a name no paper registers (a baseline computed by a step, a test's record) is shown as is.
+    Result keys, file names and JSON records keep the registered name."""
+    try:
+        return str(method_info(name, papers_dir)["label"])
+    except KeyError:
+        return name
 
 
 def applies(info: dict[str, Any], kind: str, task: str, arch: str | None) -> bool:

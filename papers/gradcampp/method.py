@@ -16,10 +16,21 @@ are powers of the first: ∂ⁿY^c/∂Aⁿ = exp(S^c) (∂S^c/∂A)ⁿ. Writing 
             = exp(S^c) · Σ_ij α^kc_ij ReLU(g).
 
 exp(S^c) > 0 is one number per image: it rescales that image's whole map and nothing else
-(ReLU commutes with a positive factor). We drop it, as the authors' released code and most
-implementations do, because exp of a logit overflows float32 for logits above ~88 and because
-every metric we report is invariant to a positive per-image scale. Where α's denominator is 0
-(g = 0, so α would multiply ReLU(g) = 0 anyway) we set α = 0.
+(ReLU commutes with a positive factor). We drop it, because exp of a logit overflows float32
+for logits above ~88 and every metric we report is invariant to a positive per-image scale
+(the authors' code keeps it, then divides the map by its maximum: README.md). Where α's
+denominator is 0 (g = 0, so α would multiply ReLU(g) = 0 anyway) we set α = 0.
+
+**CNNs only.** α = 1 / (2 + g Σ_ab A_ab) is bounded (0 < α ≤ 1/2) wherever it counts (g > 0)
+only if the channel sum Σ_ab A_ab ≥ 0, i.e. for post-ReLU activations, which the derivation
+assumes. At a ViT's LayerNorm output half the channel sums are negative, the denominator
+passes through zero at g = 2/|Σ A| and α is unbounded and of either sign (README.md, "Where it
+applies"), so both methods are registered for ``kinds=("cnn",)`` and a ViT is refused.
+
+``gradcampp_authors``: what the authors' released code computes (adityac94/Grad_CAM_plus_plus,
+misc/utils.py:107-137), which renormalises α per channel over the positions of positive
+gradient before the weighted sum — not the paper's Eq. (20). See
+:func:`gradcampp_authors_weights`.
 """
 
 from __future__ import annotations
@@ -39,7 +50,34 @@ def gradcampp_alpha(A: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     return torch.where(denominator != 0, g2 / safe, torch.zeros_like(g2))
 
 
-@register_method("gradcampp")
+def gradcampp_authors_weights(A: torch.Tensor, G: torch.Tensor, exp_S: torch.Tensor | None = None) -> torch.Tensor:
+    """Channel weights (B, C) as the authors' code computes them, line by line
+    (adityac94/Grad_CAM_plus_plus @ 4a9faf6, misc/utils.py; channels-last there, (B, C, h, w) here).
+
+    ``G`` = ∂S^c/∂A (``target_conv_layer_grad``, utils.py:74, S^c = fc8[c], the pre-softmax
+    score); ``exp_S`` (B,) the factor exp(S^c) the code multiplies every derivative by; None
+    drops it (one positive number per image: the weights scale with it, see README.md).
+    """
+    e = torch.ones_like(G[:, :1, :1, :1]) if exp_S is None else exp_S.to(G.dtype).reshape(-1, 1, 1, 1)
+    first_derivative = e * G  # utils.py:77   exp(cost)[c] * grad
+    second_derivative = e * G * G  # utils.py:80
+    triple_derivative = e * G * G * G  # utils.py:83
+    global_sum = A.sum(dim=(2, 3), keepdim=True)  # utils.py:107   Σ_ab A^k_ab
+    alpha_num = second_derivative  # utils.py:109
+    alpha_denom = second_derivative * 2.0 + triple_derivative * global_sum  # utils.py:110
+    alpha_denom = torch.where(alpha_denom != 0.0, alpha_denom, torch.ones_like(alpha_denom))  # utils.py:111
+    alphas = alpha_num / alpha_denom  # utils.py:112
+    weights = first_derivative.clamp_min(0.0)  # utils.py:114   np.maximum(first, 0)
+    alphas_thresholding = torch.where(weights != 0, alphas, torch.zeros_like(alphas))  # utils.py:122
+    alpha_normalization_constant = alphas_thresholding.sum(dim=(2, 3), keepdim=True)  # utils.py:124
+    alpha_normalization_constant_processed = torch.where(  # utils.py:125
+        alpha_normalization_constant != 0.0, alpha_normalization_constant, torch.ones_like(alpha_normalization_constant)
+    )
+    alphas = alphas / alpha_normalization_constant_processed  # utils.py:128
+    return (weights * alphas).sum(dim=(2, 3))  # utils.py:132   deep_linearization_weights
+
+
+@register_method("gradcampp", kinds=("cnn",), tasks=("classifier",))
 class GradCAMPlusPlus(CAMExplainer):
     """Grad-CAM++ with the closed-form α of Eq. (19) and weights of Eq. (20) without exp(S^c)."""
 
@@ -49,3 +87,17 @@ class GradCAMPlusPlus(CAMExplainer):
         assert G is not None  # needs_gradients is True: the base class always passes G
         alpha = gradcampp_alpha(A, G)
         return (alpha * G.clamp_min(0)).sum(dim=(2, 3))  # Eq. (20) up to exp(S^c) > 0
+
+
+@register_method("gradcampp_authors", kinds=("cnn",), tasks=("classifier",), leaderboard=False)
+class GradCAMPlusPlusAuthors(CAMExplainer):
+    """Grad-CAM++ as the authors' code computes it: α renormalised per channel over the positions
+    of positive gradient, w_k = Σ_ij α_ij ReLU(g_ij) / Σ_{ij: g_ij > 0} α_ij (utils.py:107-132),
+    map ReLU(Σ_k w_k A_k) (utils.py:134-137), without exp(S^c) and the division by the map's
+    maximum (utils.py:138), both one positive factor per image."""
+
+    relu = True  # utils.py:137
+
+    def weights(self, A: torch.Tensor, G: torch.Tensor | None) -> torch.Tensor:
+        assert G is not None
+        return gradcampp_authors_weights(A, G)

@@ -18,6 +18,10 @@ baseline that CAM-style weights implicitly use), f = mean_u A(u) being the GAP e
 so Σ_c CIS_c = s(f_q) − s(0) exactly in both metrics. A channel scores positively exactly when
 the two embeddings agree on it (for Euclidean: the query's value lies closer to the
 reference's than zero does, |f_q,c − f_r,c| < |f_r,c|), negatively when it pulls them apart.
+
+Because CIS is ours, the method is registered with ``label="SFAM (derived CIS)"``: tables and
+figures show that name (result keys stay ``sfam``). To use the paper's CIS, replace
+:func:`contribution_importance_scores` and drop the label (README.md, "Swapping in the paper's CIS").
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def contribution_importance_scores(f_q: torch.Tensor, f_r: torch.Tensor, metric:
     raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
 
 
-@register_method("sfam", kinds=["cnn"], tasks=["embedding"])
+@register_method("sfam", kinds=["cnn"], tasks=["embedding"], label="SFAM (derived CIS)")
 class SFAM(Explainer):
     """Similar Feature Activation Map: ReLU(Σ_c CIS_c A_q,c) on the query's GAP feature map."""
 

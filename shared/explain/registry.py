@@ -9,6 +9,9 @@ A paper's ``method.py`` registers each method once, with where it applies::
   of architecture names, or None for any) say which models it explains; building it on any
   other model raises :class:`MethodNotApplicable`.
 - ``leaderboard=False`` keeps a variant off the leaderboard.
+- ``label="..."``: the name readers see in tables and figures (default: the registered name),
+  e.g. ``label="SFAM (derived CIS)"`` for a method whose formula is ours, not the paper's.
+  Files, result keys and JSON records always use the registered name.
 - ``blocks=True``: the method takes ``block=k`` and is also available as ``<name>_b<k>``, the
   method at the output of the model's k-th block (:func:`shared.explain.layers.block_layers`).
   Block variants are never on the leaderboard.
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.models.adapter import ModelAdapter, nearest_names
-from shared.registry_meta import BLOCK_VARIANT, KINDS, TASKS, applies, method_table
+from shared.registry_meta import BLOCK_VARIANT, KINDS, TASKS, applies, method_table, variant_label
 
 
 class MethodNotApplicable(ValueError):
@@ -48,6 +51,11 @@ class MethodSpec:
     archs: tuple[str, ...] | None = None
     leaderboard: bool = True
     blocks: bool = False
+    label: str | None = None  # what readers see (tables, figures); None: the name
+
+    def __post_init__(self) -> None:
+        if self.label is None:
+            object.__setattr__(self, "label", self.name)
 
     def applies(self, kind: str, task: str, arch: str | None = None) -> bool:
         """Whether the method is defined for a model of this kind, task and architecture."""
@@ -78,9 +86,11 @@ class MethodSpec:
         """``<name>_b<block>``: this method at the output of the model's ``block``-th block."""
         if not self.blocks:
             raise KeyError(f"method {self.name!r} has no block variants (it is not registered with blocks=True)")
+        name = f"{self.name}_b{block}"
         return MethodSpec(
-            f"{self.name}_b{block}", self.factory, {**self.kwargs, "block": block},
+            name, self.factory, {**self.kwargs, "block": block},
             self.kinds, self.tasks, self.archs, leaderboard=False, blocks=False,
+            label=variant_label(self.name, self.label, block),
         )
 
 
@@ -95,6 +105,7 @@ def register_method(
     archs: Sequence[str] | None = None,
     leaderboard: bool = True,
     blocks: bool = False,
+    label: str | None = None,
     **kwargs: Any,
 ) -> Callable:
     """Class decorator: register ``cls`` under ``name`` (see the module docstring).
@@ -104,6 +115,8 @@ def register_method(
     bad = sorted(set(kinds) - set(KINDS)) + sorted(set(tasks) - set(TASKS))
     if bad:
         raise ValueError(f"method {name!r}: unknown kinds/tasks {bad}; kinds are {KINDS}, tasks {TASKS}")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise ValueError(f"method {name!r}: label must be a non-empty string (what readers see), got {label!r}")
     if BLOCK_VARIANT.match(name):
         raise ValueError(f"method name {name!r} ends in _b<k>, which names block variants; register the base with blocks=True")
 
@@ -122,7 +135,7 @@ def register_method(
             raise ValueError(f"method name {name!r} is registered twice ({existing.factory} and {cls})")
         _METHODS[name] = MethodSpec(
             name, cls, dict(kwargs), tuple(kinds), tuple(tasks),
-            tuple(archs) if archs is not None else None, bool(leaderboard), bool(blocks),
+            tuple(archs) if archs is not None else None, bool(leaderboard), bool(blocks), label,
         )
         return cls
 

@@ -27,6 +27,7 @@ from shared.figures import save_figure  # noqa: E402
 from shared.metrics import bootstrap_ci, kendall_tau_b, paired_comparison, spearman, top_k_overlap  # noqa: E402
 from shared.pipeline.io import load_maps, write_json  # noqa: E402
 from shared.pipeline.table import LOWER_IS_BETTER  # noqa: E402
+from shared.registry_meta import method_label  # noqa: E402
 
 DEFAULT_METRICS = ["deletion", "insertion", "pointing_game", "energy_pointing_game", "relevance_mass", "relevance_rank_accuracy"]
 
@@ -111,9 +112,9 @@ def figure(model: str, result: dict[str, Any], path: Path) -> None:
             c = result["means"][me][m]
             ax.errorbar([c["value"]], [k], xerr=[[c["value"] - c["low"]], [c["high"] - c["value"]]], fmt="o", color=colours[k])
         ax.set_title(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}", fontsize=8)
-        ax.set_yticks(range(len(methods)), methods, fontsize=7)
+        ax.set_yticks(range(len(methods)), [method_label(me) for me in methods], fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle(f"{model}: {' vs '.join(methods)}", fontsize=9)
+    fig.suptitle(f"{model}: {' vs '.join(method_label(me) for me in methods)}", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

@@ -21,6 +21,7 @@ from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.pipeline import table  # noqa: E402
 from shared.pipeline.results import records_from_scores  # noqa: E402
+from shared.registry_meta import method_label  # noqa: E402
 from shared.runtime import pick_device
 from shared.results import ResultRecord, provenance, write_records  # noqa: E402
 
@@ -28,7 +29,8 @@ COMMON_METRICS = ["deletion", "insertion", "pointing_game", "energy_pointing_gam
 
 
 def leaderboard_figure(records: list[ResultRecord], metrics: list[str], path: Path) -> None:
-    """One panel per metric: methods' means with their CIs, one colour per model."""
+    """One panel per metric: methods' means with their CIs, one colour per model; each method
+    shown by its registered label (what readers see, e.g. "SFAM (derived CIS)")."""
     rows = [
         {"metric": r.metric, "method": r.method, "model": r.model, "value": r.value, "lo": r.ci_low, "hi": r.ci_high}
         for r in records
@@ -48,7 +50,7 @@ def leaderboard_figure(records: list[ResultRecord], metrics: list[str], path: Pa
             ax.errorbar(s["value"], y, xerr=[s["value"] - s["lo"], s["hi"] - s["value"]], fmt="o", ms=3, lw=0.8, color=palette[model], label=model)
         arrow = "↓" if metric in table.LOWER_IS_BETTER else "↑"
         ax.set_title(f"{metric} {arrow}", fontsize=8)
-        ax.set_yticks(range(len(methods)), methods, fontsize=7)
+        ax.set_yticks(range(len(methods)), [method_label(m) for m in methods], fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
     axes[-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5), title="model", title_fontsize=7)
     fig.tight_layout()

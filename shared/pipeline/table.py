@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 from shared.atomic import write_text
+from shared.registry_meta import method_label
 from shared.results import ResultRecord, read_records
 
 LOWER_IS_BETTER_PREFIXES = ("deletion", "average_drop", "mass_on_other", "class_sensitivity")
@@ -19,7 +20,14 @@ LOWER_IS_BETTER_PREFIXES = ("deletion", "average_drop", "mass_on_other", "class_
 correlation of top- and bottom-class maps; and any paired drop (e.g. ``wsol_fixed_drop_fgsm8``)."""
 
 
+HIGHER_IS_BETTER_EXCEPTIONS = ("class_sensitivity_pointing_disagreement",)
+"""Prefixed like a lower-is-better metric, but higher is better: the share of images whose top- and
+bottom-class maps peak in different places (more class-sensitive)."""
+
+
 def lower_is_better(metric: str) -> bool:
+    if metric.startswith(HIGHER_IS_BETTER_EXCEPTIONS):
+        return False
     return metric.startswith(LOWER_IS_BETTER_PREFIXES) or "_drop_" in metric
 
 
@@ -42,7 +50,11 @@ def fmt(r: ResultRecord | None) -> str:
 
 
 def render(records: list[ResultRecord], metrics: list[str], methods: list[str] | None, models: list[str] | None, title: str | None) -> tuple[str, str]:
-    """(markdown, csv) with one row per (dataset, model, method) and one column per metric."""
+    """(markdown, csv) with one row per (dataset, model, method) and one column per metric.
+
+    The markdown shows each method by its registered label (``@register_method(..., label=)``,
+    e.g. "SFAM (derived CIS)"), what readers see; the CSV keeps the method's registered name,
+    the key of its result records and files."""
     by = {(r.dataset, r.model, r.method, r.metric): r for r in records}
     rows = sorted({(r.dataset, r.model, r.method) for r in records})
     if methods:
@@ -61,7 +73,8 @@ def render(records: list[ResultRecord], metrics: list[str], methods: list[str] |
     writer.writerow(["dataset", "model", "method", *[f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")], "n"])
     for d, mo, me in rows:
         cells = [fmt(by.get((d, mo, me, m))) for m in metrics]
-        lines.append(f"| {d} | {mo} | {me} | " + " | ".join(cells) + " |")
+        shown = method_label(me).replace("|", "\\|")  # a label may not break the table
+        lines.append(f"| {d} | {mo} | {shown} | " + " | ".join(cells) + " |")
         vals = []
         n = ""
         for m in metrics:

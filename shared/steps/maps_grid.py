@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
-from shared.plotting import applies, blank, show  # noqa: E402
+from shared.plotting import applies, blank, method_label, show  # noqa: E402
 
 
 def model_key(ctx: StepContext, i: int) -> str:
@@ -54,11 +54,11 @@ def qualitative_figure(batches: list, methods: list[str], maps: dict[tuple[str, 
         name = b.adapter.name
         show(axes[r, 0], b.images[i], title=f"{name}: {b.split.class_names[i]}")
         for c, m in enumerate(methods, start=1):
-            title = m if r == 0 else None
+            title = method_label(m) if r == 0 else None
             if (name, m) in shown:
                 show(axes[r, c], b.images[i], shown[name, m][i], title=title)
             else:
-                blank(axes[r, c], f"{m}\nnot defined\nfor {b.adapter.kind}")
+                blank(axes[r, c], f"{method_label(m)}\nnot defined\nfor {b.adapter.kind}")
     fig.tight_layout(pad=0.3)
     return fig
 

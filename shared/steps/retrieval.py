@@ -27,7 +27,7 @@ from shared.explain.pair import explain_both_sides  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
-from shared.plotting import applies, blank, show  # noqa: E402
+from shared.plotting import applies, blank, method_label, show  # noqa: E402
 
 
 def similarities(adapter: ModelAdapter, queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
@@ -56,14 +56,14 @@ def retrieval_panel(
         rows = (1 + 2 * m, 2 + 2 * m)
         if not applies(name, adapter):
             for row in rows:
-                blank(axes[row, 0], f"{name}\nnot defined")
+                blank(axes[row, 0], f"{method_label(name)}\nnot defined")
                 for j in range(k):
                     blank(axes[row, j + 1], "")
             continue
         q_maps, r_maps = explain_both_sides(build_explainer(name, adapter), adapter, q, refs)
         q_maps, r_maps = normalize_maps(q_maps), normalize_maps(r_maps)
         for side, maps, row in (("query", q_maps, rows[0]), ("retrieved", r_maps, rows[1])):
-            blank(axes[row, 0], f"{name}\n{side} side")
+            blank(axes[row, 0], f"{method_label(name)}\n{side} side")
             for j in range(k):
                 show(axes[row, j + 1], (q if side == "query" else refs)[j], maps[j])
 
