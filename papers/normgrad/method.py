@@ -78,10 +78,15 @@ class MetaStepMixin:
         if not self.meta:
             return super().explain(images, target)  # type: ignore[misc]
         A, G = meta_layer_signals(self.adapter, images, target, [self.layer], lr=self.lr)  # type: ignore[attr-defined]
-        cam = self.cam(A[0], G[0])  # type: ignore[attr-defined]
+        return self.map_from_signals(A[0], G[0], tuple(images.shape[-2:]))
+
+    def map_from_signals(self, A: torch.Tensor, G: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The method's map (B, H, W) from the layer's activations and gradients (B, C, h, w),
+        e.g. those of :func:`papers.normgrad.meta.meta_layer_signals_sweep` at one lr."""
+        cam = self.cam(A, G)  # type: ignore[attr-defined]
         if self.relu:  # type: ignore[attr-defined]
             cam = cam.clamp_min(0)
-        return upsample(cam, tuple(images.shape[-2:]))
+        return upsample(cam, size)
 
 
 @register_method("normgrad", blocks=True)
