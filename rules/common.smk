@@ -61,7 +61,8 @@ def _captions() -> dict[str, tuple[str, str]]:
         found[f"reports/{doc['id']}/claims.md"] = (
             doc["id"],
             f"{doc['title']}: each claim of the paper that the benchmark can test, judged against our numbers "
-            "(reproduced, not reproduced — with the numbers — or not evaluated).",
+            "with its source quote and a paired test on the same images (difference, 95 % CI, n, Holm over the "
+            "paper's claims): reproduced, inconclusive, not reproduced, or not evaluable (with the reason).",
         )
     return found
 

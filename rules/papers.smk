@@ -99,17 +99,19 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
         name:
             _rule_of(_pid, f"{_pid}_claims")
         input:
-            [_plan.results, *_plan.records],
+            scores=_plan.scores,
+            records=_plan.records,
         output:
             in_report(_plan.claims),
         params:
             paper=_pid,
             benchmark=lambda wc: cfg_json(config["benchmark"]),
+            seed=config.get("seed", 0),
         log:
             f"logs/papers/{_pid}/claims.log",
         shell:
-            "python -m shared.pipeline.claims --paper {params.paper} --results {input} --out {output} "
-            "--benchmark-json {params.benchmark} > {log} 2>&1"
+            "python -m shared.pipeline.claims --paper {params.paper} --scores {input.scores} --records {input.records} "
+            "--out {output} --benchmark-json {params.benchmark} --seed {params.seed} > {log} 2>&1"
 
     rule:
         name:

@@ -47,6 +47,12 @@ def load_paper(paper_dir: Path) -> dict[str, Any]:
         e = errors[0]
         field = ".".join(str(p) for p in e.absolute_path) or "<top level>"
         raise PaperError(f"{path}: field {field}: {e.message}")
+    for claim in doc.get("claims", []):
+        if not isinstance(claim["rhs"], str) and "threshold" not in claim:
+            raise PaperError(
+                f"{path}: claim {claim['id']}: rhs is the number {claim['rhs']}; say whose threshold it is "
+                f"(threshold: \"paper: <quote>\" or \"ours: <why>\")"
+            )
     if not Path(paper_dir).name.startswith("_") and doc["id"] != Path(paper_dir).name:
         raise PaperError(f"{path}: field id: {doc['id']!r} does not match the directory name {Path(paper_dir).name!r}")
     missing = [f for f in CONTRACT_FILES if not (Path(paper_dir) / f).exists()]

@@ -7,6 +7,7 @@ pipeline's provenance, and a markdown table of records (``shared.pipeline.table`
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,14 @@ def applies(method: str, adapter: ModelAdapter) -> bool:
     from shared.registry_meta import applies as _applies, method_info
 
     return _applies(method_info(method), adapter.kind, adapter.task, getattr(adapter, "arch", None))
+
+
+def method_label(method: str) -> str:
+    """The name to print for ``method`` in a figure (title, panel note, tick label): its registered
+    ``label`` (e.g. "SFAM (derived CIS)"), else the name itself. File names and records keep the name."""
+    from shared.registry_meta import method_label as _label
+
+    return _label(method)
 
 
 def show(ax: Axes, image: torch.Tensor | None, heat: torch.Tensor | None = None, title: str | None = None, alpha: float = 0.5) -> None:
@@ -84,8 +93,16 @@ class Recorder:
         self.records: list[ResultRecord] = []
 
     def add(self, values: torch.Tensor, *, metric: str, method: str, model: str, dataset: str) -> ResultRecord:
+        """A record of per-image ``values`` (N,): mean and CI over the finite ones. NaN marks an
+        image the metric is undefined on (e.g. a constant map has no rank correlation): it is left
+        out and counted (``extra.excluded``). The per-image values are kept (``extra.per_image``,
+        None where undefined, in image order) for the claims' paired tests."""
+        values = values.double().cpu().flatten()
+        defined = torch.isfinite(values)
+        if not bool(defined.any()):
+            raise ValueError(f"{method} on {model}: {metric} is undefined on every image")
         record = record_from_values(
-            values.double().cpu(),
+            values[defined],
             metric=metric,
             method=method,
             model=model,
@@ -95,6 +112,8 @@ class Recorder:
             ci=self.ci,
             seed=self.seed,
         )
+        per_image = [float(v) if ok else None for v, ok in zip(values.tolist(), defined.tolist())]
+        record = replace(record, extra={**record.extra, "per_image": per_image, "excluded": int((~defined).sum())})
         self.records.append(record)
         return record
 

@@ -1,109 +1,177 @@
-"""Step: judge a paper's claims (from its paper.yaml) against its results.
+"""Step: judge a paper's claims (from its paper.yaml) with paired tests on the per-image values.
 
-    python -m shared.pipeline.claims --paper eigencam --results reports/eigencam/results.json \
-        --out reports/eigencam/claims.md --benchmark-json '{"classification": "shapes", ...}'
+    python -m shared.pipeline.claims --paper eigencam --scores data/scores/resnet/eigencam.json ... \
+        --records reports/eigencam/adversarial.json ... --out reports/eigencam/claims.md \
+        --benchmark-json '{"classification": "shapes", ...}' --seed 0
                                                     (claims.json is written beside it)
 
-A claim is ``lhs op rhs (+ margin)`` over result keys ``{role}/model/method/metric`` (the role,
-``{classification}``, ``{pairs}`` or ``{retrieval}``, is replaced by the config's benchmark
-dataset, so one paper.yaml is judged on any config; rhs may be a number), or a Python expression ``expr`` over ``r[key]`` (the values) and ``ci[key]``
-((low, high)). Verdicts: ``reproduced``, ``not reproduced``, or ``not evaluated`` when a key is
-missing. Claims are science, not tests: a claim that does not hold is reported with its numbers.
+A claim is ``lhs op rhs`` (``op`` is ``>`` or ``<``; equal is never better) over result keys
+``{role}/model/method/metric`` — the role (``{classification}``, ``{pairs}``, ``{retrieval}``) is
+replaced by the config's dataset, so one paper.yaml is judged on any config — or ``lhs op
+number`` with the threshold's owner in ``threshold``. The per-image values come from the scores
+files (every metric of ``shared.pipeline.score``, MaxBoxAcc from its per-threshold hits) and from
+the paper's step records (``extra.per_image``). Verdicts and the family-wise reading are those
+of :mod:`shared.verdicts`: reproduced, inconclusive, not reproduced, not evaluable.
 """
 
 from __future__ import annotations
 
 import argparse
-import operator
+import json
 from pathlib import Path
 from typing import Any
 
-import json
+import torch
 
+from shared.atomic import write_text
 from shared.paper_meta import PAPERS_DIR, load_paper
 from shared.paper_plan import resolve_claim
-from shared.atomic import write_text
-from shared.results import ResultRecord, dumps, read_records, result_key
-
-OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+from shared.results import dumps, read_records, result_key
+from shared.verdicts import ALPHA, CLAIM_RESAMPLES, MIN_IMAGES, VERDICTS, NotEvaluable, Side, Test, finite_or_nan, paired_test, verdicts
 
 
-def _value(side: str | float, results: dict[str, ResultRecord]) -> tuple[float, ResultRecord | None]:
-    if isinstance(side, (int, float)):
-        return float(side), None
-    if side not in results:
-        raise KeyError(side)
-    return results[side].value, results[side]
-
-
-def judge(claim: dict[str, Any], results: dict[str, ResultRecord]) -> dict[str, Any]:
-    """The verdict of one claim, with the numbers it rests on."""
-    out: dict[str, Any] = {"id": claim["id"], "statement": claim["statement"], "paper_ref": claim.get("paper_ref", "")}
-    try:
-        if "expr" in claim:
-            values = {k: r.value for k, r in results.items()}
-            cis = {k: (r.ci_low, r.ci_high) for k, r in results.items()}
-            holds = bool(eval(claim["expr"], {"__builtins__": {"abs": abs, "min": min, "max": max}}, {"r": values, "ci": cis}))  # noqa: S307 - our own paper.yaml
-            out.update(expr=claim["expr"], holds=holds)
-        else:
-            lv, lr = _value(claim["lhs"], results)
-            rv, rr = _value(claim["rhs"], results)
-            margin = float(claim.get("margin", 0.0))
-            if claim.get("relative") and rv == 0:
-                # "x % better than a baseline of 0" says nothing: no verdict rather than a free pass
-                out.update(lhs=claim["lhs"], lhs_value=lv, op=claim["op"], rhs=claim["rhs"], rhs_value=rv, margin=margin)
-                out.update(verdict="not evaluated", missing=f"{claim['rhs']} is 0: a relative margin is undefined")
-                return out
-            bound = rv * (1 + margin) if claim.get("relative") else rv + margin
-            holds = OPS[claim["op"]](lv, bound)
-            out.update(lhs=claim["lhs"], lhs_value=lv, op=claim["op"], rhs=claim["rhs"], rhs_value=rv, margin=margin, holds=holds)
-            for name, r in (("lhs_ci", lr), ("rhs_ci", rr)):
-                if r is not None and r.ci_low is not None:
-                    out[name] = [r.ci_low, r.ci_high]
-            if lr is not None and rr is not None and lr.ci_low is not None and rr.ci_low is not None:
-                overlap = lr.ci_low <= rr.ci_high and rr.ci_low <= lr.ci_high
-                out["confidence_intervals_overlap"] = overlap
-        out["verdict"] = "reproduced" if out["holds"] else "not reproduced"
-    except KeyError as missing:
-        out.update(verdict="not evaluated", missing=str(missing).strip("'"))
+def sides_from_scores(scores: dict[str, Any]) -> dict[str, Side]:
+    """Every metric of one scores file (``shared.pipeline.score``) as a :class:`Side`, by result key."""
+    prefix = f"{scores['dataset']}/{scores['model']}/{scores['method']}"
+    ids = tuple(str(i) for i in scores["image_ids"])
+    out = {f"{prefix}/{metric}": Side(f"{prefix}/{metric}", values=finite_or_nan(v), image_ids=ids) for metric, v in scores["per_image"].items()}
+    if scores.get("maxboxacc"):
+        hits = torch.tensor(scores["maxboxacc"]["hits"], dtype=torch.float64)
+        out[f"{prefix}/maxboxacc"] = Side(f"{prefix}/maxboxacc", hits=hits, image_ids=ids)
     return out
 
 
-def render(paper_id: str, verdicts: list[dict[str, Any]]) -> str:
-    lines = [f"# Claims of `{paper_id}`", "", "| claim | paper | verdict | numbers |", "|---|---|---|---|"]
-    for v in verdicts:
-        if "lhs_value" in v:
-            nums = f"{v['lhs']} = {v['lhs_value']:.4g} {v['op']} {v['rhs']} = {v['rhs_value']:.4g}"
-            if v.get("margin"):
-                nums += f" (margin {v['margin']:+g})"
-            if v.get("confidence_intervals_overlap"):
-                nums += "; the 95 % CIs overlap"
-        elif "expr" in v:
-            nums = f"`{v['expr']}`"
+def sides_from_records(path: str | Path) -> dict[str, Side]:
+    """The records of a step that kept their per-image values (``extra.per_image``), by result key."""
+    out = {}
+    for r in read_records(path):
+        if "per_image" in r.extra:
+            key = result_key(r)
+            out[key] = Side(key, values=finite_or_nan(r.extra["per_image"]))
+    return out
+
+
+def _seed(base: int, claim_id: str) -> int:
+    # one stream per claim, stable across runs and independent of the claims' order
+    return (base * 1_000_003 + sum((i + 1) * ord(c) for i, c in enumerate(claim_id))) % 2**31
+
+
+def claim_test(claim: dict[str, Any], sides: dict[str, Side], seed: int = 0) -> tuple[dict[str, Any], Test | None]:
+    """One claim's paired test and the numbers it rests on; (row, None) when not evaluable."""
+    row: dict[str, Any] = {k: claim[k] for k in ("id", "statement", "source", "lhs", "op", "rhs") if k in claim}
+    row.update(margin=float(claim.get("margin", 0.0)), relative=bool(claim.get("relative", False)))
+    if "threshold" in claim:
+        row["threshold"] = claim["threshold"]
+    try:
+        missing = [k for k in (claim["lhs"], claim["rhs"]) if isinstance(k, str) and k not in sides]
+        if missing:
+            raise NotEvaluable(f"no per-image result {', '.join(missing)} in this run (is the method defined on that model?)")
+        rhs = sides[claim["rhs"]] if isinstance(claim["rhs"], str) else float(claim["rhs"])
+        test = paired_test(sides[claim["lhs"]], rhs, claim["op"], row["margin"], row["relative"], seed=_seed(seed, claim["id"]))
+    except NotEvaluable as why:
+        row["reason"] = str(why)
+        return row, None
+    row.update(value=test.value, ci_low=test.ci[0], ci_high=test.ci[1], n=test.n, bound=test.bound, excluded=test.excluded)
+    row.update(p_hold=test.p_hold, p_fail=test.p_fail)
+    return row, test
+
+
+def judge_all(claims: list[dict[str, Any]], sides: dict[str, Side], seed: int = 0) -> list[dict[str, Any]]:
+    """Every claim of one paper tested, then read as one family (Holm, :func:`shared.verdicts.verdicts`)."""
+    rows, tests = zip(*(claim_test(c, sides, seed) for c in claims)) if claims else ((), ())
+    out = []
+    for row, (verdict, hold, fail) in zip(rows, verdicts(list(tests))):
+        row["verdict"] = verdict
+        if hold is not None:
+            row.update(p_hold_holm=hold, p_fail_holm=fail)
+        out.append(row)
+    return out
+
+
+def describe_test(v: dict[str, Any]) -> str:
+    """What was tested, in words: ``a − b`` or ``a − 1.12 × b`` or ``a``, against which bound."""
+    lhs = v["lhs"].split("/", 1)[1]
+    if isinstance(v["rhs"], str):
+        rhs = v["rhs"].split("/", 1)[1]
+        k = 1 + (1 if v["op"] == ">" else -1) * v["margin"] if v["relative"] else 1.0
+        stat = f"{lhs} − {k:g} × {rhs}" if k != 1 else f"{lhs} − {rhs}"
+        bound = 0.0 if v["relative"] else (v["margin"] if v["op"] == ">" else -v["margin"])
+    else:
+        stat, bound = lhs, float(v["rhs"]) + (v["margin"] if v["op"] == ">" else -v["margin"])
+    return f"{stat} {v['op']} {bound:g}"
+
+
+def _source(v: dict[str, Any]) -> str:
+    src = v.get("source") or {}
+    quote = f" — “{src['quote']}”" if src.get("quote") else ""
+    reading = " (our operationalisation)" if src.get("reading") == "ours" else ""
+    return f"{src.get('ref', '?')}{quote}{reading}"
+
+
+def render(paper_id: str, rows: list[dict[str, Any]]) -> str:
+    counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
+    lines = [
+        f"# Claims of `{paper_id}`",
+        "",
+        ", ".join(f"{counts[k]} {k}" for k in VERDICTS) + ".",
+        "",
+        f"Each claim is a paired test on the same images: the difference (or the value, against a stated "
+        f"threshold) with its paired bootstrap 95 % CI ({CLAIM_RESAMPLES:,} resamples); the paper's claims "
+        f"are one family, Holm-adjusted at α = {ALPHA} (α/2 per direction). *reproduced*: the interval lies "
+        f"beyond the bound on the claimed side; *not reproduced*: on the other side or on it (ties never pass); "
+        f"*inconclusive*: it straddles the bound; *not evaluable*: no meaningful test (reason given; "
+        f"fewer than {MIN_IMAGES} images, a metric at its floor or ceiling for both sides, a missing result). "
+        f"See shared/verdicts.py.",
+        "",
+        "| claim | verdict | tested | estimate [95 % CI] | n | p (Holm) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in rows:
+        if "value" in v:
+            p = v["p_hold_holm"] if v["verdict"] != "not reproduced" else v["p_fail_holm"]
+            excl = f" ({v['excluded']} undefined left out)" if v.get("excluded") else ""
+            nums = f"{v['value']:.4g} [{v['ci_low']:.4g}, {v['ci_high']:.4g}] | {v['n']}{excl} | {p:.2g}"
         else:
-            nums = f"missing result {v.get('missing')}"
-        if v["verdict"] == "not evaluated" and "lhs_value" in v:
-            nums += f" — {v.get('missing')}"
-        lines.append(f"| {v['statement']} | {v['paper_ref']} | **{v['verdict']}** | {nums} |")
+            nums = f"{v.get('reason')} | — | —"
+        lines.append(f"| `{v['id']}` | **{v['verdict']}** | `{describe_test(v)}` | {nums} |")
+    lines += ["", "## Statements and sources", ""]
+    for v in rows:
+        lines.append(f"- **`{v['id']}`** — {v['statement']}  ")
+        lines.append(f"  Source: {_source(v)}.")
+        if "threshold" in v:
+            lines.append(f"  Threshold: {v['threshold']}.")
+    return "\n".join(lines) + "\n"
+
+
+def summary(reports: str | Path) -> str:
+    """README's table: per paper (``reports/<id>/claims.json``), how many claims reach each verdict."""
+    lines = ["| paper | " + " | ".join(VERDICTS) + " |", "|---|" + "---|" * len(VERDICTS)]
+    for path in sorted(Path(reports).glob("*/claims.json")):
+        rows = json.loads(path.read_text())
+        lines.append(f"| [{path.parent.name}](reports/{path.parent.name}/claims.md) | " + " | ".join(str(sum(r["verdict"] == k for r in rows)) for k in VERDICTS) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--paper", required=True)
-    p.add_argument("--results", required=True, nargs="+", help="results.json files (the paper's, and any it compares with)")
+    p.add_argument("--scores", nargs="*", default=[], help="scores files of the paper's results (per-image values)")
+    p.add_argument("--records", nargs="*", default=[], help="the paper's step records (per-image values in extra.per_image)")
     p.add_argument("--out", required=True, help="claims.md (claims.json is written beside it)")
     p.add_argument("--benchmark-json", required=True, help="the config's benchmark section: dataset role -> dataset")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--papers-dir", default=str(PAPERS_DIR))
     args = p.parse_args(argv)
     benchmark = json.loads(args.benchmark_json)
     doc = load_paper(Path(args.papers_dir) / args.paper)
-    results: dict[str, ResultRecord] = {}
-    for path in args.results:
-        results.update({result_key(r): r for r in read_records(path)})
-    verdicts = [judge(resolve_claim(c, benchmark), results) for c in doc.get("claims", [])]
-    write_text(Path(args.out).with_suffix(".json"), dumps(verdicts))
-    write_text(args.out, render(args.paper, verdicts))
+    sides: dict[str, Side] = {}
+    for path in args.scores:
+        sides.update(sides_from_scores(json.loads(Path(path).read_text())))
+    for path in args.records:
+        sides.update(sides_from_records(path))
+    rows = judge_all([resolve_claim(c, benchmark) for c in doc.get("claims", [])], sides, args.seed)
+    write_text(Path(args.out).with_suffix(".json"), dumps(rows))
+    write_text(args.out, render(args.paper, rows))
     return 0
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shared.verdicts import VERDICTS
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -65,7 +67,7 @@ def test_template_copied_and_renamed_is_a_paper(first_run, tmp_path, env):
         assert (repo / item["file"]).exists(), item["file"]
     claims = json.loads((repo / "reports" / "example" / "claims.json").read_text())
     assert [c["id"] for c in claims] == [c["id"] for c in doc["claims"]]
-    assert all(c["verdict"] in ("reproduced", "not reproduced") for c in claims), claims
+    assert all(c["verdict"] in VERDICTS for c in claims), claims  # tiny n: "not evaluable" (too few images) is honest
     results = json.loads((repo / "reports" / "example" / "results.json").read_text())
     assert {r["method"] for r in results} == {"example_cam", "gradcam"}
     assert {r["model"] for r in results} == {"resnet", "plaincnn", "vit"}
