@@ -98,7 +98,7 @@ def describe_test(v: dict[str, Any]) -> str:
         bound = 0.0 if v["relative"] else (v["margin"] if v["op"] == ">" else -v["margin"])
     else:
         stat, bound = lhs, float(v["rhs"]) + (v["margin"] if v["op"] == ">" else -v["margin"])
-    return f"{stat} {v['op']} {bound:g}"
+    return f"{stat} {v['op']} {bound + 0.0:g}"  # + 0.0: no "-0" for a zero margin on a "<" claim
 
 
 def _source(v: dict[str, Any]) -> str:
