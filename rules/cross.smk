@@ -20,7 +20,7 @@ if LEADERBOARD_SCORES:
         output:
             in_report("reports/leaderboard.md", "leaderboard", "The leaderboard as a table: every method on every model it applies to, means with 95 % bootstrap CIs."),
             in_report("reports/leaderboard.csv", "leaderboard", "Every method on every model it applies to: means with 95 % bootstrap CIs."),
-            in_report("reports/leaderboard.png", "leaderboard", "The leaderboard as a figure: each panel a metric, each colour a model."),
+            in_report("reports/leaderboard.png", "leaderboard", "The leaderboard as a figure: deletion and insertion one panel per model, each on its own axis (the AUC of that model's own score); every other metric one panel, one colour per model."),
             "reports/leaderboard.json",
         params:
             cfg=lambda wc: results_cfg(),

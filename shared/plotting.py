@@ -16,6 +16,10 @@ import matplotlib
 matplotlib.use("Agg")
 import torch  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colorbar import Colorbar  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.figure import Figure, SubFigure  # noqa: E402
 
 from shared.explain import ClassTarget, build_explainer  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
@@ -55,22 +59,71 @@ def method_label(method: str) -> str:
     return _label(method)
 
 
+HEATMAP_CMAP = "inferno"
+"""The one colour map of every saliency heat map: perceptually uniform (lightness rises
+monotonically with the value), readable in grey scale and by colour-blind readers. Maps are
+shown on [0, 1] (normalised per map for display), so one colour bar per figure reads for all."""
+
+COLORBAR_LABEL = "relevance (normalised per map)"
+"""The label of a map figure's colour bar (:func:`heatmap_colorbar`)."""
+
+PANEL_FONTSIZE = 7
+"""Font size (pt) of panel titles, row labels and notes in the map grids."""
+
+
+def heatmap_norm() -> Normalize:
+    """The value range every heat map is drawn on: [0, 1] (a new instance each call)."""
+    return Normalize(vmin=0.0, vmax=1.0)
+
+
+def map_grid(nrows: int, ncols: int, panel: float = 1.0, extra_width: float = 0.9, extra_height: float = 0.3, **kwargs):
+    """``plt.subplots`` for a grid of map panels, constrained layout (titles and row labels get
+    their own room, never drawn over a neighbouring panel); ``extra_width``: room for the row
+    labels and the colour bar, ``extra_height``: for a suptitle."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel * ncols + extra_width, panel * nrows + extra_height), squeeze=False, layout="constrained", **kwargs
+    )
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
+    return fig, axes
+
+
 def show(ax: Axes, image: torch.Tensor | None, heat: torch.Tensor | None = None, title: str | None = None, alpha: float = 0.5) -> None:
-    """An image (3, H, W) in [0, 1] with an optional [0, 1] heat map on top; no ticks."""
+    """An image (3, H, W) in [0, 1] with an optional [0, 1] heat map on top (:data:`HEATMAP_CMAP`); no ticks."""
     if image is not None:
         ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
     if heat is not None:
-        ax.imshow(heat.cpu().numpy(), cmap="jet", alpha=alpha if image is not None else 1.0, vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(heat.cpu().numpy(), cmap=HEATMAP_CMAP, norm=heatmap_norm(), alpha=alpha if image is not None else 1.0, interpolation="nearest")
     if title:
-        ax.set_title(title, fontsize=6)
+        ax.set_title(title, fontsize=PANEL_FONTSIZE)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def row_label(ax: Axes, text: str) -> None:
+    """A row's label on the y axis of its first panel (left of the row, never over another row)."""
+    ax.set_ylabel(text, fontsize=PANEL_FONTSIZE)
+
+
+def heatmap_colorbar(fig: Figure | SubFigure, axes, label: str = COLORBAR_LABEL, max_inches: float = 3.0) -> Colorbar:
+    """One colour bar for every heat map of ``fig`` (they share :data:`HEATMAP_CMAP` on [0, 1]),
+    right of ``axes`` (an Axes or an array of them), at most ``max_inches`` tall."""
+    import numpy as np
+
+    mappable = ScalarMappable(norm=heatmap_norm(), cmap=HEATMAP_CMAP)
+    height = fig.figure.get_figheight()  # the whole figure's, also for a SubFigure
+    flat = list(np.ravel(axes)) if not isinstance(axes, Axes) else [axes]
+    cbar = fig.colorbar(mappable, ax=flat, shrink=min(1.0, max_inches / max(height, 1e-6)), aspect=20, pad=0.01)
+    cbar.set_label(label, fontsize=PANEL_FONTSIZE)
+    cbar.ax.tick_params(labelsize=PANEL_FONTSIZE)
+    return cbar
 
 
 def blank(ax: Axes, text: str) -> None:
     """An empty panel with a short note (a method not defined for a model)."""
     ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=6, color="0.4", transform=ax.transAxes)
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=PANEL_FONTSIZE, color="0.4", transform=ax.transAxes)
 
 
 def undefined_as_zero(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

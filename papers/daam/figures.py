@@ -6,9 +6,10 @@
         --config-json '{...}'
 
 Rows: images (the first :data:`N_SHOW` of the ViT's evaluation subset, ``ctx.eval_batch``);
-columns: the per-block maps M_l, then the accumulated maps D_l shown with the authors' display
-mapping. The per-block maps M_l are not a registered method's output (``daam_b<k>`` is D_k), so
-the flow is computed here, in one pass per figure. The self-supervised flow builds its k-NN
+columns: the per-block maps M_l (each divided by its maximum), then the accumulated maps D_l
+shown with the authors' display mapping; one colour bar (``shared.plotting``). The per-block
+maps M_l are not a registered method's output (``daam_b<k>`` is D_k), so the flow is computed
+here, in one pass per figure. The self-supervised flow builds its k-NN
 memory bank from the training split of the model's dataset.
 """
 
@@ -24,32 +25,32 @@ from papers.daam.method import DAAM, DAAMSelfSupervised, display_mapping  # noqa
 from shared.explain import upsample  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
+from shared.plotting import heatmap_colorbar, map_grid, show  # noqa: E402
 
 N_SHOW = 6
 """Images (rows) in each flow figure."""
 
 
+def per_map_max(maps: torch.Tensor) -> torch.Tensor:
+    """Each map of (..., H, W) divided by its maximum, negatives clipped: [0, 1] (an all-non-positive map is 0)."""
+    top = maps.flatten(-2).amax(dim=-1)[..., None, None]
+    return torch.where(top > 0, maps.clamp_min(0) / top.clamp_min(1e-12), torch.zeros_like(maps)).clamp(0, 1)
+
+
 def flow_figure(images: torch.Tensor, block_maps: torch.Tensor, accumulated: torch.Tensor, title: str):
-    """A grid: per image, the input, M_1 … M_L, then D_1 … D_L (display-mapped)."""
+    """A grid: per image, the input, M_1 … M_L (each ÷ its maximum), then D_1 … D_L (display-mapped); one colour bar."""
     n, depth = block_maps.shape[:2]
     size = tuple(images.shape[-2:])
-    shown_m = upsample(block_maps.flatten(0, 1), size).reshape(n, depth, *size)
-    shown_d = upsample(display_mapping(accumulated).flatten(0, 1), size).reshape(n, depth, *size)
-    fig, axes = plt.subplots(n, 1 + 2 * depth, figsize=(1.3 * (1 + 2 * depth), 1.35 * n), squeeze=False)
+    shown_m = per_map_max(upsample(block_maps.flatten(0, 1), size).reshape(n, depth, *size))
+    shown_d = per_map_max(upsample(display_mapping(accumulated).flatten(0, 1), size).reshape(n, depth, *size))
+    fig, axes = map_grid(n, 1 + 2 * depth, panel=1.3, extra_height=0.4)
     for i in range(n):
-        img = images[i].permute(1, 2, 0).cpu().numpy()
-        axes[i, 0].imshow(img)
+        show(axes[i, 0], images[i].cpu(), title="image" if i == 0 else None)
         for l in range(depth):
-            for col, maps in ((1 + l, shown_m), (1 + depth + l, shown_d)):
-                axes[i, col].imshow(img)
-                axes[i, col].imshow(maps[i, l].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=float(maps[i, l].max()) or 1.0)
-            if i == 0:
-                axes[0, 1 + l].set_title(f"M{l + 1}", fontsize=8)
-                axes[0, 1 + depth + l].set_title(f"D{l + 1}", fontsize=8)
-    for ax in axes.flat:
-        ax.set_axis_off()
+            show(axes[i, 1 + l], images[i].cpu(), shown_m[i, l].cpu(), title=f"M{l + 1}" if i == 0 else None)
+            show(axes[i, 1 + depth + l], images[i].cpu(), shown_d[i, l].cpu(), title=f"D{l + 1}" if i == 0 else None)
+    heatmap_colorbar(fig, axes)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

@@ -7,7 +7,7 @@
 Per model, the first pairs of its evaluation subset (``ctx.eval_batch``: each query with its
 positive reference): the query with a point (the centre of its class-defining part), the
 point-specific activation D[u*, ·] on the reference, and the overall activation on the
-reference. Maps are min–max normalised per image for display. The retrieval figure this paper
+reference. Maps are min–max normalised per image for display (one colour bar, ``shared.plotting``). The retrieval figure this paper
 shares with sfam and simnet is the step in :mod:`shared.steps.retrieval`.
 """
 
@@ -25,7 +25,7 @@ from shared.explain.pair import PairTarget  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
-from shared.plotting import show  # noqa: E402
+from shared.plotting import heatmap_colorbar, map_grid, row_label, show  # noqa: E402
 
 
 def part_centres(boxes: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,8 @@ def part_centres(boxes: torch.Tensor) -> torch.Tensor:
 def point_figure(adapters: list[ModelAdapter], batches: list, n: int = 3):
     """Per model and pair: the query with its point (centre of the class part), D[u*, ·] on the reference."""
     n = min(n, *(b.images.shape[0] for b in batches))
-    fig, axes = plt.subplots(n * len(adapters), 3, figsize=(4.2, 1.4 * n * len(adapters)), squeeze=False)
+    fig, axes = map_grid(n * len(adapters), 3, panel=1.4, extra_width=1.0)
+    titles = ("query and its point", "point-specific on reference", "overall on reference")
     for i, (adapter, batch) in enumerate(zip(adapters, batches)):
         if batch.reference_images is None or batch.split.boxes is None:
             raise SystemExit(
@@ -51,11 +52,13 @@ def point_figure(adapters: list[ModelAdapter], batches: list, n: int = 3):
         overall = normalize_maps(build_explainer("dml_overall", adapter)(r, PairTarget.from_images(adapter, q)))
         for j in range(n):
             ax = axes[i * n + j]
-            show(ax[0], q[j], title=f"{adapter.name}: query point" if j == 0 else None)
+            first = i == 0 and j == 0
+            show(ax[0], q[j], title=titles[0] if first else None)
+            row_label(ax[0], f"{adapter.name}\npair {j + 1}")
             ax[0].plot([float(points[j, 1])], [float(points[j, 0])], marker="x", color="white", markersize=6)
-            show(ax[1], r[j], point_maps[j], title="point-specific on reference" if j == 0 else None)
-            show(ax[2], r[j], overall[j], title="overall on reference" if j == 0 else None)
-    fig.tight_layout()
+            show(ax[1], r[j], point_maps[j], title=titles[1] if first else None)
+            show(ax[2], r[j], overall[j], title=titles[2] if first else None)
+    heatmap_colorbar(fig, axes)
     return fig
 
 

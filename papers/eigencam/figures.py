@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from shared.plotting import Recorder, applies, class_explainer, in_chunks  # noqa: E402
+from shared.plotting import Recorder, applies, class_explainer, in_chunks, method_label  # noqa: E402
 from shared.explain import check_images, frozen  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
@@ -111,29 +111,48 @@ def adversarial_run(batch, methods: list[str], epsilons_255: Sequence[int], batc
     return scores
 
 
+AXIS_LABELS = {"wsol_fixed": "WSOL accuracy\n(normalised map > 0.2, IoU ≥ 0.5)", "pointing_game": "pointing game"}
+"""The y-axis label of each measure the figure plots."""
+
+FONTSIZE = 8
+"""Smallest font size (pt) of the figure: ticks, labels, titles and the legend."""
+
+
 def adversarial_figure(runs: dict[str, dict], epsilons_255: Sequence[int], records: dict) -> plt.Figure:
-    """Per model: WSOL accuracy and pointing game vs ε, one line per method (bootstrap CI band)."""
-    fig, axes = plt.subplots(len(runs), 2, figsize=(6.4, 2.2 * len(runs)), squeeze=False)
+    """Per model (row): WSOL accuracy and pointing game vs ε, one line per method (bootstrap CI
+    band) and the classifier's accuracy (dashed); one legend for the whole figure, below it."""
+    fig, axes = plt.subplots(len(runs), 2, figsize=(7.0, 2.5 * len(runs) + 0.7), squeeze=False, layout="constrained")
     colours = plt.get_cmap("tab10")
+    entries: dict[str, object] = {}
     for r, (model, scores) in enumerate(runs.items()):
         for c, metric in enumerate(("wsol_fixed", "pointing_game")):
             ax = axes[r, c]
             for k, m in enumerate(scores):
                 recs = [records[(model, m, f"{metric}_fgsm{e}")] for e in epsilons_255]
-                ax.plot(list(epsilons_255), [x.value for x in recs], marker="o", markersize=3, color=colours(k), label=m, linewidth=1)
+                (line,) = ax.plot(list(epsilons_255), [x.value for x in recs], marker="o", markersize=3, color=colours(k), linewidth=1)
                 ax.fill_between(list(epsilons_255), [x.ci_low for x in recs], [x.ci_high for x in recs], color=colours(k), alpha=0.15, linewidth=0)
+                entries.setdefault(method_label(m), line)
             acc = [records[(model, "classifier", f"accuracy_fgsm{e}")].value for e in epsilons_255]
-            ax.plot(list(epsilons_255), acc, linestyle="--", color="0.5", linewidth=0.8, label="accuracy")
+            (line,) = ax.plot(list(epsilons_255), acc, linestyle="--", color="0.5", linewidth=0.8)
+            entries.setdefault("classifier accuracy", line)
             ax.set_xticks(list(epsilons_255))
-            ax.set_xlabel("FGSM ε (×1/255)", fontsize=7)
-            ax.set_ylabel(metric, fontsize=7)
+            ax.set_xlabel("FGSM ε (×1/255)", fontsize=FONTSIZE)
+            ax.set_ylabel(AXIS_LABELS[metric], fontsize=FONTSIZE)
             ax.set_ylim(-0.05, 1.05)
-            ax.tick_params(labelsize=6)
-            ax.set_title(model, fontsize=7)
-            if r == 0 and c == 0:
-                ax.legend(fontsize=5)
-    fig.tight_layout(pad=0.4)
+            ax.tick_params(labelsize=FONTSIZE)
+            ax.set_title(model, fontsize=FONTSIZE + 1)
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=min(len(entries), 5), fontsize=FONTSIZE, frameon=False)
+    fig.suptitle(f"Localisation under FGSM: mean over images, {_ci_text(records)}bootstrap CI bands", fontsize=FONTSIZE + 1)
     return fig
+
+
+def _ci_text(records: dict) -> str:
+    """The CI level of the records ("95 % "), from any record's ``extra.ci``; "" if none says."""
+    for r in records.values():
+        ci = getattr(r, "extra", {}).get("ci")
+        if ci is not None:
+            return f"{round(100 * float(ci))} % "
+    return ""
 
 
 def render_tables(records: list, methods: list[str], epsilons_255: Sequence[int]) -> tuple[str, str]:

@@ -34,7 +34,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from shared.plotting import Recorder, applies, class_explainer, in_chunks, show, undefined_as_zero, write_records_and_table  # noqa: E402
+from shared.plotting import (  # noqa: E402
+    Recorder,
+    applies,
+    class_explainer,
+    heatmap_colorbar,
+    in_chunks,
+    map_grid,
+    method_label,
+    row_label,
+    show,
+    undefined_as_zero,
+    write_records_and_table,
+)
 from shared.data import load_split, read_meta  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
@@ -140,17 +152,23 @@ def load_pairs(adapter: ModelAdapter, dataset_dir: str, n_images: int, device: t
 def pairs_figure(adapter: ModelAdapter, pairs: dict, maps: dict[str, torch.Tensor], shares: dict, methods: list[str], n_show: int = 3) -> plt.Figure:
     """Rows: pair images; columns: the image, then per method its map for each object's class."""
     first_rows = [i for i in range(pairs["labels"].numel()) if int(pairs["partner"][i]) > i][:n_show]
-    fig, axes = plt.subplots(len(first_rows), 1 + 2 * len(methods), figsize=(0.95 * (1 + 2 * len(methods)), 1.1 * len(first_rows)), squeeze=False)
+    fig, axes = map_grid(len(first_rows), 1 + 2 * len(methods), extra_height=0.6 + 0.2 * len(first_rows))  # per-panel titles
     for r, i in enumerate(first_rows):
         j = int(pairs["partner"][i])
-        show(axes[r, 0], pairs["images"][i], title=f"{adapter.name}\n{pairs['class_names'][i]} + {pairs['class_names'][j]}")
+        show(axes[r, 0], pairs["images"][i], title=f"image ({adapter.name})" if r == 0 else None)
+        row_label(axes[r, 0], f"{pairs['class_names'][i]} + {pairs['class_names'][j]}")
         for c, m in enumerate(methods):
             for s, row in enumerate((i, j)):
                 on, off = shares[m][0][row], shares[m][1][row]
-                title = f"{m}\n{pairs['class_names'][row]}: {on:.2f}/{off:.2f}"
+                title = f"{pairs['class_names'][row]}: {on:.2f} / {off:.2f}"
+                if r == 0:
+                    title = f"{method_label(m)}\n{title}"
                 show(axes[r, 1 + 2 * c + s], pairs["images"][row], normalize_maps(maps[m][row : row + 1])[0], title=title)
-    fig.suptitle("title: explained class: map mass on that object / on the other object", fontsize=7)
-    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.94))  # room for the suptitle
+    heatmap_colorbar(fig, axes)
+    fig.suptitle(
+        "Each map explains one class (named above it): share of the map's positive mass on that class's object / on the other object",
+        fontsize=8,
+    )
     return fig
 
 
@@ -217,15 +235,17 @@ def sanity_curves(adapter: ModelAdapter, images: torch.Tensor, methods: list[str
 
 
 def sanity_figure(adapter: ModelAdapter, images: torch.Tensor, layers: list[str], curves: dict, ci: float, n_resamples: int, seed: int) -> plt.Figure:
-    """Top: Spearman and SSIM vs randomisation step (mean, bootstrap CI); bottom: maps of image 0."""
+    """Top: Spearman and SSIM vs randomisation step (mean, bootstrap CI); bottom: maps of image 0,
+    one row per method (labelled on the left), one column per step (labelled on top: the block
+    randomised last, every block above it already randomised), one colour bar."""
     methods = list(curves)
     steps = ["original", *[name.removeprefix("model.") for name in layers]]
-    fig = plt.figure(figsize=(max(7.0, 0.9 * len(steps)), 2.6 + 0.95 * len(methods)))
-    grid = fig.add_gridspec(1 + len(methods), len(steps), height_ratios=[2.6] + [0.95] * len(methods))
+    panel = 0.95
+    fig = plt.figure(figsize=(max(7.0, panel * len(steps) + 1.3), 3.0 + panel * len(methods) + 0.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.0, panel * len(methods) + 0.5])
     colours = plt.get_cmap("tab10")
-    half = len(steps) // 2
-    for p, (key, label) in enumerate((("spearman", "Spearman rank correlation"), ("ssim", "SSIM"))):
-        ax = fig.add_subplot(grid[0, p * half : (p + 1) * half if p == 0 else len(steps)])
+    axes = top.subplots(1, 2)
+    for ax, (key, label) in zip(axes, (("spearman", "Spearman ρ"), ("ssim", "SSIM"))):
         for k, m in enumerate(methods):
             _, rsteps = curves[m]
             stats = [bootstrap_ci(undefined_as_zero(getattr(s, key))[0], n_resamples=n_resamples, ci=ci, seed=seed) for s in rsteps]
@@ -233,23 +253,26 @@ def sanity_figure(adapter: ModelAdapter, images: torch.Tensor, layers: list[str]
             mean = [1.0] + [s.value for s in stats]
             lo = [1.0] + [s.low for s in stats]
             hi = [1.0] + [s.high for s in stats]
-            ax.plot(x, mean, marker="o", markersize=3, color=colours(k), label=m, linewidth=1)
+            ax.plot(x, mean, marker="o", markersize=3, color=colours(k), label=method_label(m), linewidth=1)
             ax.fill_between(x, lo, hi, color=colours(k), alpha=0.2, linewidth=0)
         ax.set_xticks(range(len(steps)))
-        ax.set_xticklabels(steps, rotation=45, fontsize=6)
-        ax.set_ylabel(label, fontsize=7)
-        ax.tick_params(axis="y", labelsize=6)
+        ax.set_xticklabels(steps, rotation=45, fontsize=8)
+        ax.set_xlabel("randomised from the top down to block", fontsize=8)
+        ax.set_ylabel(f"{label}\nwith the original map", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
         ax.axhline(0, color="0.7", linewidth=0.5)
-        if p == 0:
-            ax.legend(fontsize=5, loc="lower left")
-        ax.set_title(f"cascading randomisation from the top ({adapter.name}); {int(100 * ci)} % CI", fontsize=7)
-    for r, m in enumerate(methods, start=1):
+    handles, labels = axes[0].get_legend_handles_labels()
+    top.legend(handles, labels, fontsize=8, loc="outside right center", frameon=False)
+    top.suptitle(f"Cascading randomisation from the top ({adapter.name}): mean over images, {int(100 * ci)} % bootstrap CI", fontsize=9)
+    grid = bottom.subplots(len(methods), len(steps), squeeze=False)
+    for r, m in enumerate(methods):
         original, rsteps = curves[m]
         panels = [original[:1], *[s.maps[:1] for s in rsteps]]
         for c, maps in enumerate(panels):
-            ax = fig.add_subplot(grid[r, c])
-            show(ax, images[0], normalize_maps(maps.cpu())[0], title=m if c == 0 else None)
-    fig.tight_layout(pad=0.3)
+            show(grid[r, c], images[0], normalize_maps(maps.cpu())[0], title=steps[c] if r == 0 else None)
+        row_label(grid[r, 0], method_label(m))
+    heatmap_colorbar(bottom, grid)
+    bottom.suptitle("Maps of the first image; column: the block randomised last (every block left of it too)", fontsize=8)
     return fig
 
 

@@ -9,7 +9,7 @@ Grad-CAM at the same layer (bottom); columns: the conv blocks' outputs from the 
 flow starts) down to the first. The maps are the shared maps ``naflow_b<k>`` and ``gradcam_b<k>``
 (``ctx.maps``, computed once by the per-model explain job; the step declares them with
 ``maps: true``), for every block k whose two methods the step lists. Each map is min–max
-normalised for display.
+normalised for display; one colour bar (``shared.plotting``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
+from shared.plotting import heatmap_colorbar, map_grid, row_label, show  # noqa: E402
 
 N_SHOW = 4
 """Images in the flow figure (two rows each)."""
@@ -40,6 +41,22 @@ def flow_blocks(methods: list[str]) -> list[int]:
         if match:
             found[match.group(1)].add(int(match.group(2)))
     return sorted(found["naflow"] & found["gradcam"], reverse=True)
+
+
+def flow_figure(images, rows: list, n: int):
+    """Per image two rows, NAFlow then Grad-CAM (labelled on the left); one column per block
+    (``rows``: (k, NAFlow maps, Grad-CAM maps) from the last block down); one colour bar."""
+    fig, axes = map_grid(2 * n, len(rows) + 1, panel=1.3, extra_height=0.5)
+    for i in range(n):
+        for r, name in ((2 * i, "NAFlow"), (2 * i + 1, "Grad-CAM")):
+            show(axes[r, 0], images[i].cpu(), title="image" if r == 0 else None)
+            row_label(axes[r, 0], f"image {i + 1}\n{name}")
+            for j, (k, nf, gc) in enumerate(rows):
+                maps = nf if name == "NAFlow" else gc
+                show(axes[r, j + 1], images[i].cpu(), maps[i].cpu(), title=f"block {k}" if r == 0 else None)
+    heatmap_colorbar(fig, axes)
+    fig.suptitle("NAFlow vs Grad-CAM at the same layers, from the last block down", fontsize=9)
+    return fig
 
 
 def flow(ctx: StepContext) -> None:
@@ -63,24 +80,7 @@ def flow(ctx: StepContext) -> None:
                     f"{n} maps of {tuple(images.shape[-2:])} (recompute them with the current config)"
                 )
         rows.append((k, normalize_maps(nf[:n]), normalize_maps(gc[:n])))
-    cols = len(blocks) + 1
-    fig, axes = plt.subplots(2 * n, cols, figsize=(1.4 * cols, 1.4 * 2 * n), squeeze=False)
-    for i in range(n):
-        img = images[i].permute(1, 2, 0).cpu().numpy()
-        for r, name in ((2 * i, "NAFlow"), (2 * i + 1, "Grad-CAM")):
-            axes[r, 0].imshow(img)
-            axes[r, 0].set_ylabel(name, fontsize=7)
-            for j, (k, nf, gc) in enumerate(rows):
-                maps = nf if name == "NAFlow" else gc
-                axes[r, j + 1].imshow(img)
-                axes[r, j + 1].imshow(maps[i].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-                if r == 0:
-                    axes[0, j + 1].set_title(f"block {k}", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("NAFlow (rows 1, 3, …) vs Grad-CAM at the same layers, from the last block down", fontsize=9)
-    fig.tight_layout()
+    fig = flow_figure(images, rows, n)
     save_figure(fig, ctx.output("figure"))
     plt.close(fig)
 

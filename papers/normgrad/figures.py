@@ -49,7 +49,7 @@ import torch  # noqa: E402
 
 from papers.normgrad.meta import DEFAULT_META_LR, meta_layer_signals_sweep  # noqa: E402
 from papers.normgrad.method import MetaStepMixin  # noqa: E402
-from shared.plotting import Recorder, applies, in_chunks, show  # noqa: E402
+from shared.plotting import Recorder, applies, heatmap_colorbar, in_chunks, map_grid, row_label, show  # noqa: E402
 from shared.explain import ClassTarget, build_explainer, normalize_maps  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
@@ -91,7 +91,7 @@ def layers_figure(batch, maps: dict[str, torch.Tensor], n_show: int = 4) -> plt.
     masks, boxes = batch.split.masks.to(images.device), batch.split.boxes.to(images.device)
     methods = list(maps)
     k = min(n_show, images.shape[0])
-    fig, axes = plt.subplots(k, len(methods) + 1, figsize=(0.95 * (len(methods) + 1), 1.05 * k + 0.3), squeeze=False)
+    fig, axes = map_grid(k, len(methods) + 1, extra_height=0.5)
     for c, m in enumerate(methods, start=1):
         method_maps = maps[m].to(images.device)
         pg = float(pointing_game(method_maps, masks).mean())
@@ -100,9 +100,14 @@ def layers_figure(batch, maps: dict[str, torch.Tensor], n_show: int = 4) -> plt.
         for r in range(k):
             show(axes[r, c], images[r], shown[r], title=f"{column_title(m)}\nPG {pg:.2f} EPG {epg:.2f}" if r == 0 else None)
     for r in range(k):
-        show(axes[r, 0], images[r], title=f"{adapter.name}: {batch.split.class_names[r]}" if r == 0 else batch.split.class_names[r])
-    fig.suptitle(f"Grad-CAM (gradcam L·) and NormGrad (normgrad L·) at each stage; PG / EPG over n = {images.shape[0]} images", fontsize=7)
-    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 0.94))  # room for the suptitle
+        show(axes[r, 0], images[r], title=f"image ({adapter.name})" if r == 0 else None)
+        row_label(axes[r, 0], batch.split.class_names[r])
+    heatmap_colorbar(fig, axes)
+    fig.suptitle(
+        "Grad-CAM (gradcam L·) and NormGrad (normgrad L·) at each stage\n"
+        f"PG / EPG: pointing game / energy pointing game over n = {images.shape[0]} images",
+        fontsize=8,
+    )
     return fig
 
 

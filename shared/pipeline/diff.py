@@ -101,7 +101,9 @@ def render(model: str, result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(model: str, result: dict[str, Any], path: Path) -> None:
+def figure(model: str, result: dict[str, Any], path: Path, score: str | None = None) -> None:
+    """One panel per metric, the methods' means with CIs; ``score``: what the model's deletion and
+    insertion AUCs integrate (the scores files' ``score``, e.g. "class probability"), on their x axes."""
     methods, metrics = result["methods"], result["metrics"]
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 * len(metrics), 0.35 * len(methods) + 1.4), sharey=True)
@@ -112,8 +114,10 @@ def figure(model: str, result: dict[str, Any], path: Path) -> None:
             c = result["means"][me][m]
             ax.errorbar([c["value"]], [k], xerr=[[c["value"] - c["low"]], [c["high"] - c["value"]]], fmt="o", color=colours[k])
         ax.set_title(f"{m} {'↓' if m in LOWER_IS_BETTER else '↑'}", fontsize=8)
-        ax.set_yticks(range(len(methods)), [method_label(me) for me in methods], fontsize=7)
-        ax.tick_params(axis="x", labelsize=7)
+        ax.set_yticks(range(len(methods)), [method_label(me) for me in methods], fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        if score and m in ("deletion", "insertion"):
+            ax.set_xlabel(f"AUC of {score}", fontsize=8)
     fig.suptitle(f"{model}: {' vs '.join(method_label(me) for me in methods)}", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     write_json(out.with_suffix(".json"), result)
     write_text(out, render(args.model, result))
-    figure(args.model, result, out.with_suffix(".png"))
+    figure(args.model, result, out.with_suffix(".png"), next((s["score"] for s in scores if s.get("score")), None))
     return 0
 
 

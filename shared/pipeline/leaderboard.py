@@ -28,9 +28,32 @@ from shared.results import ResultRecord, provenance, write_records  # noqa: E402
 COMMON_METRICS = ["deletion", "insertion", "pointing_game", "energy_pointing_game", "relevance_mass", "maxboxacc"]
 
 
-def leaderboard_figure(records: list[ResultRecord], metrics: list[str], path: Path) -> None:
-    """One panel per metric: methods' means with their CIs, one colour per model; each method
-    shown by its registered label (what readers see, e.g. "SFAM (derived CIS)")."""
+PER_MODEL_METRICS = ("deletion", "insertion")
+"""Metrics whose scale is the model's own score (the AUC of a class probability in [0, 1], of a
+cosine similarity, or of −‖f − r‖², unbounded below): drawn on one axis per model, never shared."""
+
+
+def model_scores(records: list[ResultRecord], scores: dict[str, str] | None = None) -> dict[str, str]:
+    """What each model's deletion / insertion AUC integrates: ``scores[model]`` where given (the
+    ``score`` of its scores files), else "class probability" for a classifier (it has Average
+    Drop records, defined for classifiers only) and "similarity to the reference" otherwise."""
+    classifiers = {r.model for r in records if r.metric == "average_drop"}
+    given = scores or {}
+    return {
+        r.model: given.get(r.model) or ("class probability" if r.model in classifiers else "similarity to the reference")
+        for r in records
+    }
+
+
+def leaderboard_figure(records: list[ResultRecord], metrics: list[str], path: Path, scores: dict[str, str] | None = None) -> None:
+    """The methods' means with their CIs, each method shown by its registered label (what readers
+    see, e.g. "SFAM (derived CIS)").
+
+    Deletion and insertion (:data:`PER_MODEL_METRICS`): one panel per model, each on its own x
+    axis labelled with the score the AUC is of (:func:`model_scores`; a Euclidean model's AUCs
+    of −‖f − r‖² lie far below a classifier's of a probability, so a shared axis would squash
+    every other model to a dot). Every other metric: one panel, one colour per model.
+    """
     rows = [
         {"metric": r.metric, "method": r.method, "model": r.model, "value": r.value, "lo": r.ci_low, "hi": r.ci_high}
         for r in records
@@ -39,21 +62,56 @@ def leaderboard_figure(records: list[ResultRecord], metrics: list[str], path: Pa
     df = pd.DataFrame(rows).sort_values(["metric", "model", "method"], kind="stable")
     methods = sorted(df["method"].unique())
     models = sorted(df["model"].unique())
+    per_model = [m for m in metrics if m in PER_MODEL_METRICS and m in set(df["metric"])]
+    common = [m for m in metrics if m not in per_model]
+    score_of = model_scores(records, scores)
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 1.5, 0.28 * len(methods) + 1.6), sharey=True)
     palette = dict(zip(models, sns.color_palette("colorblind", len(models))))
-    for ax, metric in zip(axes, metrics):
-        sub = df[df["metric"] == metric]
-        for j, model in enumerate(models):
-            s = sub[sub["model"] == model]
-            y = [methods.index(m) + (j - (len(models) - 1) / 2) * 0.12 for m in s["method"]]
-            ax.errorbar(s["value"], y, xerr=[s["value"] - s["lo"], s["hi"] - s["value"]], fmt="o", ms=3, lw=0.8, color=palette[model], label=model)
-        arrow = "↓" if metric in table.LOWER_IS_BETTER else "↑"
-        ax.set_title(f"{metric} {arrow}", fontsize=8)
-        ax.set_yticks(range(len(methods)), [method_label(m) for m in methods], fontsize=7)
-        ax.tick_params(axis="x", labelsize=7)
-    axes[-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5), title="model", title_fontsize=7)
-    fig.tight_layout()
+    row_height = 0.22 * len(methods) + 1.0
+    width = max(2.4 * len(models), 2.6 * len(common)) + 2.4
+    fig = plt.figure(figsize=(width, row_height * (len(per_model) + (1 if common else 0)) + 0.4 * bool(per_model)), layout="constrained")
+    parts = fig.subfigures(2, 1, height_ratios=[len(per_model), 1]) if per_model and common else [fig]
+    top = parts[0] if per_model else None
+    bottom = parts[-1] if common else None
+
+    def draw(ax, s, colour, offsets) -> None:
+        y = [methods.index(m) + o for m, o in zip(s["method"], offsets)]
+        ax.errorbar(s["value"], y, xerr=[s["value"] - s["lo"], s["hi"] - s["value"]], fmt="o", ms=3, lw=0.8, color=colour)
+
+    def method_axis(ax) -> None:
+        ax.set_yticks(range(len(methods)), [method_label(m) for m in methods], fontsize=8)
+        ax.set_ylim(len(methods) - 0.5, -0.5)
+        ax.tick_params(axis="x", labelsize=8)
+
+    if top is not None:
+        grid = top.subplots(len(per_model), len(models), squeeze=False, sharey=True)
+        for r, metric in enumerate(per_model):
+            arrow = "↓" if metric in table.LOWER_IS_BETTER else "↑"
+            for c, model in enumerate(models):
+                ax = grid[r, c]
+                ax.set_label(f"{metric}/{model}")
+                s = df[(df["metric"] == metric) & (df["model"] == model)]
+                draw(ax, s, palette[model], [0.0] * len(s))
+                method_axis(ax)
+                ax.set_title(f"{metric} {arrow}: {model}", fontsize=8, color=palette[model])
+                ax.set_xlabel(f"AUC of {score_of.get(model, 'the score')}", fontsize=8)
+        top.suptitle(
+            "Deletion and insertion: each model on its own axis (the AUC of that model's own score; not comparable across models)",
+            fontsize=9,
+        )
+    if bottom is not None:
+        axes = bottom.subplots(1, len(common), squeeze=False, sharey=True)[0]
+        for ax, metric in zip(axes, common):
+            ax.set_label(metric)
+            sub = df[df["metric"] == metric]
+            for j, model in enumerate(models):
+                s = sub[sub["model"] == model]
+                draw(ax, s, palette[model], [(j - (len(models) - 1) / 2) * 0.12] * len(s))
+            arrow = "↓" if metric in table.LOWER_IS_BETTER else "↑"
+            ax.set_title(f"{metric} {arrow}", fontsize=8)
+            method_axis(ax)
+        handles = [plt.Line2D([], [], marker="o", ls="", ms=4, color=palette[m]) for m in models]
+        bottom.legend(handles, models, fontsize=8, loc="outside right center", title="model", title_fontsize=8, frameon=False)
     save_figure(fig, path)
     plt.close(fig)
 
@@ -69,16 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     prov = provenance(cfg, seed=cfg.get("seed"), device=str(pick_device(cfg.get("device"))))
     prov["config_sha256"] = cfg.get("config_sha256", prov["config_sha256"])
     records: list[ResultRecord] = []
+    score_of: dict[str, str] = {}  # model -> the score its deletion / insertion AUCs integrate
     for path in sorted(args.scores):
         scores = json.loads(Path(path).read_text())
         records.extend(records_from_scores(scores, prov, cfg["eval"]["bootstrap"], cfg["eval"]["ci"], cfg.get("seed", 0)))
+        if scores.get("score"):
+            score_of[scores["model"]] = scores["score"]
     out = Path(args.out)
     write_records(records, out.with_suffix(".json"))
     sections = ["# Leaderboard", "", "Every method on every model it applies to, on the common metrics (see `docs/ARCHITECTURE.md`).", ""]
     md, csv_text = table.render(records, COMMON_METRICS, None, None, None)
     write_text(out, "\n".join(sections) + "\n" + md)  # a blank line: a Markdown table cannot interrupt a paragraph
     write_text(out.with_suffix(".csv"), csv_text)
-    leaderboard_figure(records, COMMON_METRICS, out.with_suffix(".png"))
+    leaderboard_figure(records, COMMON_METRICS, out.with_suffix(".png"), score_of)
     return 0
 
 

@@ -33,6 +33,17 @@ def score_fn_for(batch: EvalBatch):
     return score
 
 
+def score_label(batch: EvalBatch) -> str:
+    """What the faithfulness score of :func:`score_fn_for` is, for figure labels ("AUC of ..."):
+    a classifier's class probability, or an embedding model's similarity to the reference
+    (``shared.explain.SimilarityTarget``: cosine, or −‖f − r‖² for a Euclidean model)."""
+    if batch.adapter.task == "classifier":
+        return "class probability"
+    if getattr(batch.adapter, "metric", None) == "euclidean":
+        return "similarity −‖f − r‖²"
+    return "cosine similarity"
+
+
 def perturbation_of(eval_cfg: dict[str, Any]) -> str:
     """The deletion / insertion convention of ``eval.perturbation`` (default ``rise_code``)."""
     return str(eval_cfg.get("perturbation", DEFAULT_PERTURBATION))
@@ -132,6 +143,7 @@ def score_maps(
         "image_ids": list(batch.split.image_ids),
         "objects": [int(o) for o in batch.split.objects],
         "perturbation": ref.perturbation,
+        "score": score_label(batch),  # what deletion and insertion integrate (figure labels)
     }
 
 

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
-from shared.plotting import applies, blank, method_label, show  # noqa: E402
+from shared.plotting import PANEL_FONTSIZE, applies, blank, heatmap_colorbar, map_grid, method_label, row_label, show  # noqa: E402
 
 
 def model_key(ctx: StepContext, i: int) -> str:
@@ -46,22 +46,26 @@ def qualitative_figure(batches: list, methods: list[str], maps: dict[tuple[str, 
 
     ``maps[model name, method]``: at least the first ``n_show`` maps of the method on that model's
     evaluation subset; a missing key (a method not defined for the model) gets a blank panel.
+    Each row is labelled on its left ("<model>" and the image's class), each column on top; one
+    colour bar for all maps.
     """
     rows = [(b, i) for b in batches for i in range(min(n_show, b.images.shape[0]))]
-    fig, axes = plt.subplots(len(rows), len(methods) + 1, figsize=(1.0 * (len(methods) + 1), 1.05 * len(rows)), squeeze=False)
+    fig, axes = map_grid(len(rows), len(methods) + 1)
     shown = {key: normalize_maps(m[: min(n_show, m.shape[0])]) for key, m in maps.items()}
     for r, (b, i) in enumerate(rows):
         name = b.adapter.name
-        show(axes[r, 0], b.images[i], title=f"{name}: {b.split.class_names[i]}")
+        show(axes[r, 0], b.images[i], title="image" if r == 0 else None)
+        row_label(axes[r, 0], f"{name}\n{b.split.class_names[i]}")
         for c, m in enumerate(methods, start=1):
             title = method_label(m) if r == 0 else None
             if (name, m) in shown:
                 show(axes[r, c], b.images[i], shown[name, m][i], title=title)
             else:
                 blank(axes[r, c], f"{method_label(m)}\nnot defined\nfor {b.adapter.kind}")
-    fig.tight_layout(pad=0.3)
+                if title:
+                    axes[r, c].set_title(title, fontsize=PANEL_FONTSIZE)
+    heatmap_colorbar(fig, axes)
     return fig
-
 
 
 def maps_grid(ctx: StepContext, n_show: int = 3) -> None:

@@ -10,7 +10,7 @@ its maps on the query side and on the retrieved side. The images are the model's
 subset (``ctx.eval_batch``: unseen test classes); the gallery searched is that subset, without the
 query itself. The maps explain the similarity of each retrieved pair, not the pipeline's
 (query, positive reference) pairs, so they are computed here rather than read from ``data/maps``.
-Maps are min–max normalised per image for display.
+Maps are min–max normalised per image for display (one colour bar, ``shared.plotting``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from shared.explain.pair import explain_both_sides  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
-from shared.plotting import applies, blank, method_label, show  # noqa: E402
+from shared.plotting import applies, blank, heatmap_colorbar, map_grid, method_label, show  # noqa: E402
 
 
 def similarities(adapter: ModelAdapter, queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
@@ -75,10 +75,10 @@ def retrieval_figure(adapters: list[ModelAdapter], batches: list, methods: list[
         raise SystemExit(f"error: retrieval needs query {query} and at least one other image in each model's evaluation subset; eval.n_images gives {n}")
     k = min(k, n - 1)  # the gallery is the subset without the query
     rows = 1 + 2 * len(methods)
-    fig, axes = plt.subplots(rows * len(adapters), k + 1, figsize=(1.3 * (k + 1), 1.3 * rows * len(adapters)), squeeze=False)
+    fig, axes = map_grid(rows * len(adapters), k + 1, panel=1.3)
     for i, (adapter, batch) in enumerate(zip(adapters, batches)):
         retrieval_panel(axes[i * rows : (i + 1) * rows], adapter, batch.images, batch.split.labels, query, methods, k)
-    fig.tight_layout()
+    heatmap_colorbar(fig, axes)
     return fig
 
 
