@@ -132,14 +132,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_cite(args: argparse.Namespace) -> int:
-    """The paper's BibTeX and a citation of a pinned result with its provenance."""
-    from shared.provenance_cli import cite
+    """The paper's BibTeX and a citation of a pinned result with its provenance; a warning when
+    the data.dvc it was computed under is not the checkout's."""
+    from shared.provenance_cli import cite, cited_record, data_snapshot_warning
 
+    root = project_root()
     try:
-        print(cite(args.paper, args.result, project_root() / "papers"))
+        print(cite(args.paper, args.result, root / "papers"))
+        warning = data_snapshot_warning(cited_record(args.paper, args.result, root / "papers"), args.paper, root) if args.result else None
     except (KeyError, FileNotFoundError, PaperError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -213,29 +213,101 @@ def software_citation(root: Path = REPO_ROOT) -> str:
     )
 
 
+def data_dvc_commits(root: Path = REPO_ROOT) -> dict[str, str]:
+    """sha256 of each version of data.dvc that git history holds -> the (short) commit that first
+    committed it. Empty outside a git checkout."""
+    log = subprocess.run(["git", "log", "--format=%h", "--", "data.dvc"], cwd=root, capture_output=True, text=True)
+    found: dict[str, str] = {}
+    for commit in log.stdout.split() if log.returncode == 0 else []:  # newest first: the oldest wins
+        show = subprocess.run(["git", "show", f"{commit}:data.dvc"], cwd=root, capture_output=True)
+        if show.returncode == 0:
+            found[hashlib.sha256(show.stdout).hexdigest()] = commit
+    return found
+
+
+def _dvc_md5(path: Path) -> str | None:
+    """The md5 of data/ that a data.dvc file pins (DVC's name of the snapshot)."""
+    try:
+        match = re.search(r"md5:\s*(\S+)", path.read_text())
+    except OSError:
+        return None
+    return match.group(1) if match else None
+
+
+def data_snapshot_warning(record: ResultRecord, paper: str, root: Path = REPO_ROOT) -> str | None:
+    """A warning when the data.dvc that ``record`` was computed under (its ``data_dvc_sha256``)
+    is not the checkout's data.dvc: `repro pull` would then fetch another snapshot of data/ than
+    the one behind the number. None when they agree, or either is unknown."""
+    recorded = record.provenance.data_dvc_sha256
+    current = sha256_file(root / "data.dvc")
+    if not recorded or not current or recorded == current:
+        return None
+    committed = data_dvc_commits(root).get(recorded)
+    md5 = _dvc_md5(root / "data.dvc")
+    if committed:
+        origin = (
+            f"committed at {committed}). `repro pull` fetches data.dvc's snapshot, not this number's data; that one is "
+            f"`git show {committed}:data.dvc > data.dvc && dvc pull` (if the remote still holds it)"
+        )
+    else:
+        origin = "which no commit holds: that data.dvc was never committed). `repro pull` fetches data.dvc's snapshot, not this number's data"
+    return (
+        f"warning: data.dvc (sha256 {_short(current)}{f', data/ md5 {md5}' if md5 else ''}) is not the DVC snapshot "
+        f"this number was computed under (its provenance: data.dvc sha256 {_short(recorded)}, {origin}. To make them agree, "
+        f"publish the data the numbers came from (`repro publish`, i.e. dvc add data + dvc push; README, Data and DVC) and "
+        f"commit data.dvc, then re-aggregate the pins so they name it (`snakemake {paper} --forcerun {paper}_results --cores 1`) "
+        f"and commit reports/{paper}/."
+    )
+
+
 def cite(paper: str, result: str | None, papers_dir: Path = PAPERS_DIR) -> str:
-    """The paper's BibTeX, and a citation of a pinned result with its provenance."""
+    """The paper's BibTeX, and a citation of a pinned result with its provenance, each hash
+    saying what it is of. (:func:`data_snapshot_warning` checks the data.dvc hash.)"""
     doc = load_paper(Path(papers_dir) / paper)
     lines = [f"% {doc['title']} ({doc['venue']} {doc['year']})", doc["bibtex"].strip(), ""]
     if result:
-        results = pinned_results(paper, Path(papers_dir).parent)
-        if result not in results:
-            from shared.models.adapter import nearest_names
-
-            raise KeyError(f"no pinned result {result!r} for {paper}; nearest keys: {', '.join(nearest_names(result, list(results)))}")
-        r = results[result]
+        r = cited_record(paper, result, papers_dir)
         p = r.provenance
         ci = f" (95 % CI {r.ci_low:.4g}–{r.ci_high:.4g})" if r.ci_low is not None else ""
+        root = Path(papers_dir).parent
+        current = sha256_file(root / "data.dvc")
+        if not p.data_dvc_sha256 or not current:
+            agrees = ""
+        elif p.data_dvc_sha256 == current:
+            agrees = "; the same as the data.dvc committed now"
+        else:
+            agrees = f"; NOT the data.dvc committed now, sha256 {_short(current)}"
+        config_file = config_files_by_hash(root).get(p.config_sha256 or "")
         lines += [
             f"% Result {result}: {r.value:.4g}{ci}, n = {r.n} images,",
             f"%   reproduced with saliency-repro at commit {p.git_commit}{' (dirty tree)' if p.git_dirty else ''},",
-            f"%   environment uv.lock sha256 {p.uv_lock_sha256},",
-            f"%   data data.dvc sha256 {p.data_dvc_sha256},",
-            f"%   config sha256 {p.config_sha256}, seed {p.seed}, device {p.device}, torch {p.torch_version}.",
+            f"%   environment: uv.lock sha256 {p.uv_lock_sha256},",
+            f"%   data: data.dvc sha256 {p.data_dvc_sha256} (the data.dvc file in the tree when the number was computed, "
+            f"which names the last published DVC snapshot of data/{agrees}),",
+        ]
+        if p.model_weights_sha256 or p.dataset_content_hash:
+            lines.append(
+                f"%   read by the scoring step: model weights sha256 {p.model_weights_sha256}, "
+                f"dataset content hash {p.dataset_content_hash} (its tables and images),"
+            )
+        lines += [
+            f"%   config: sha256 {p.config_sha256} (the whole workflow config, schema defaults included; "
+            f"{f'{config_file} here' if config_file else 'no config file here has it now'}), "
+            f"seed {p.seed}, device {p.device}, torch {p.torch_version}.",
             "",
         ]
     lines.append(software_citation(Path(papers_dir).parent))
     return "\n".join(lines)
+
+
+def cited_record(paper: str, result: str, papers_dir: Path = PAPERS_DIR) -> ResultRecord:
+    """The pinned record ``result`` of ``paper``; a KeyError naming the nearest keys otherwise."""
+    results = pinned_results(paper, Path(papers_dir).parent)
+    if result not in results:
+        from shared.models.adapter import nearest_names
+
+        raise KeyError(f"no pinned result {result!r} for {paper}; nearest keys: {', '.join(nearest_names(result, list(results)))}")
+    return results[result]
 
 
 def tolerance_for(doc: dict[str, Any], metric: str) -> float:
