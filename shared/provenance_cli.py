@@ -486,15 +486,99 @@ def snakemake_running(root: Path = REPO_ROOT) -> bool:
     return locks.exists() and any(locks.iterdir())
 
 
-def publish(root: Path = REPO_ROOT) -> int:
-    """`dvc add data` + `dvc push` to the default remote; never while Snakemake runs (repo lock)."""
+PUBLISHED = Path("data") / "PUBLISHED.json"
+"""What `repro publish` records inside data/ (so it travels with the DVC snapshot): the config
+data/ was made with (its workflow hash and file) and the commit published from."""
+
+
+def _head(root: Path) -> str | None:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def read_published(root: Path = REPO_ROOT) -> dict[str, Any] | None:
+    """data/PUBLISHED.json, or None when data/ has none (published before it was recorded)."""
+    try:
+        found = json.loads((root / PUBLISHED).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _checkpoints_of(config: dict[str, Any], root: Path) -> list[str]:
+    """The config's models that data/models/ holds a checkpoint sidecar of."""
+    return [m for m in sorted(config.get("models") or {}) if (root / "data" / "models" / f"{m}.json").is_file()]
+
+
+def publish(root: Path = REPO_ROOT, configfile: str | None = None) -> int:
+    """Record the config data/ was made with in data/PUBLISHED.json, then `dvc add data` +
+    `dvc push` to the default remote; never while Snakemake runs (repo lock), and not when
+    data/models/ holds checkpoints trained with other settings than that config."""
     if snakemake_running(root):
         print("error: a Snakemake run holds .snakemake/locks; wait for it (or `snakemake --unlock`) before publishing", file=sys.stderr)
         return 2
+    if not (root / "data").is_dir():
+        print("error: there is no data/ to publish: make it with `repro run` first", file=sys.stderr)
+        return 2
+    label = config_label(configfile)
+    config = used_config(configfile, root)
+    if config is None:
+        print(f"error: cannot read the config {label}", file=sys.stderr)
+        return 2
+    stale = checkpoint_mismatches(_checkpoints_of(config, root), config, root)
+    if stale:
+        print(
+            f"error: data/models/ holds checkpoints trained with other settings than {label}: {_stale_list(stale)}; "
+            f"publish with the config data/ was made with (`repro publish --configfile <it>`), so that `repro pull` can check it",
+            file=sys.stderr,
+        )
+        return 2
+    from shared.config import config_hash
+
+    record = {"config_sha256": config_hash(config), "configfile": label, "git_commit": _head(root)}
+    (root / PUBLISHED).write_text(dumps(record))
     rc = _run([_bin("dvc"), "add", "data"], root) or _run([_bin("dvc"), "push"], root)
     if rc == 0:
-        print("published data/ — commit data.dvc so that others can `repro pull` it")
+        print(f"published data/ (made with {label}, config sha256 {_short(record['config_sha256'])}: data/PUBLISHED.json) — commit data.dvc so that others can `repro pull` it")
     return rc
+
+
+def pull_problem(configfile: str | None, root: Path = REPO_ROOT) -> str | None:
+    """Why the pulled data/ is not ``configfile``'s outputs (one line), or None: it was published
+    with another config (data/PUBLISHED.json), or its checkpoints were trained with other settings."""
+    label = config_label(configfile)
+    config = used_config(configfile, root)
+    if config is None:
+        return None  # snakemake says what is wrong with it
+    from shared.config import config_hash
+
+    now = config_hash(config)
+    problems = []
+    published = read_published(root)
+    if published and published.get("config_sha256") and published["config_sha256"] != now:
+        by = published.get("configfile") or "another config"
+        at = f" at commit {published['git_commit']}" if published.get("git_commit") else ""
+        if by == label:
+            problems.append(
+                f"data/ was published with {by} as it was{at} (config sha256 {_short(published['config_sha256'])}); "
+                f"{label} here has config sha256 {_short(now)}: the config or its schema changed since"
+            )
+        else:
+            problems.append(
+                f"data/ was published with {by}{at} (config sha256 {_short(published['config_sha256'])}), "
+                f"not {label} (config sha256 {_short(now)}): pull with `--configfile {by}`"
+            )
+    stale = checkpoint_mismatches(_checkpoints_of(config, root), config, root)
+    if stale:
+        problems.append(f"its checkpoints were trained with other settings than {label}: {_stale_list(stale)}")
+    if not problems:
+        return None
+    return (
+        "; ".join(problems)
+        + f". Marking its outputs up to date for {label} would pass them off as that config's; "
+        + f"compute them instead with `repro run{'' if not configfile else ' --configfile ' + configfile}`, "
+        + "or mark them anyway with `repro pull --force`"
+    )
 
 
 def _dvc_config(path: Path) -> dict[str, dict[str, str]]:
@@ -552,8 +636,9 @@ def remote_problem(root: Path = REPO_ROOT) -> str | None:
     )
 
 
-def pull(configfile: str | None, root: Path = REPO_ROOT) -> int:
-    """`dvc pull`, then mark the pulled outputs up to date for Snakemake (no recomputation)."""
+def pull(configfile: str | None, root: Path = REPO_ROOT, force: bool = False) -> int:
+    """`dvc pull`, then mark the pulled outputs up to date for Snakemake (no recomputation), but
+    only when they are ``configfile``'s (:func:`pull_problem`; ``force`` marks them anyway)."""
     problem = remote_problem(root)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -561,6 +646,19 @@ def pull(configfile: str | None, root: Path = REPO_ROOT) -> int:
     rc = _run([_bin("dvc"), "pull"], root)
     if rc:
         return rc
+    mismatch = pull_problem(configfile, root)
+    if mismatch and not force:
+        print(f"error: pulled, but nothing marked up to date: {mismatch}", file=sys.stderr)
+        return 2
+    if mismatch:
+        print(f"warning (--force): {mismatch}", file=sys.stderr)
+    elif read_published(root) is None:
+        print(
+            f"warning: data/ holds no PUBLISHED.json (it was published before `repro publish` recorded its config), so "
+            f"beyond its checkpoints' settings nothing says it was made with {config_label(configfile)}; "
+            f"`repro verify` checks the numbers",
+            file=sys.stderr,
+        )
     # target first (see verify); progress lines only, not every touched job
     cmd = [_bin("snakemake"), "all", "--touch", "--cores", "1", "--quiet", "host", "reason", "rules"]
     if configfile:
