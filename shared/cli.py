@@ -132,14 +132,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_cite(args: argparse.Namespace) -> int:
-    """The paper's BibTeX and a citation of a pinned result with its provenance."""
-    from shared.provenance_cli import cite
+    """The paper's BibTeX and a citation of a pinned result with its provenance; a warning when
+    the data.dvc it was computed under is not the checkout's."""
+    from shared.provenance_cli import cite, cited_record, data_snapshot_warning
 
+    root = project_root()
     try:
-        print(cite(args.paper, args.result, project_root() / "papers"))
+        print(cite(args.paper, args.result, root / "papers"))
+        warning = data_snapshot_warning(cited_record(args.paper, args.result, root / "papers"), args.paper, root) if args.result else None
     except (KeyError, FileNotFoundError, PaperError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -170,14 +175,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from shared.provenance_cli import publish
 
-    return publish(project_root())
+    _config(args.configfile, project_root())
+    return publish(project_root(), args.configfile)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from shared.provenance_cli import pull
 
     _config(args.configfile, project_root())
-    return pull(args.configfile, project_root())
+    return pull(args.configfile, project_root(), force=args.force)
 
 
 def diff_error(methods: Sequence[str], model: str, config: dict, configfile: str | None = None) -> str | None:
@@ -286,11 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--result", help="result key dataset/model/method/metric (see reports/<paper>/results.json)")
     p.set_defaults(func=cmd_cite)
 
-    p = sub.add_parser("publish", help="dvc add data + dvc push to the default remote")
+    p = sub.add_parser("publish", help="record the config data/ was made with (data/PUBLISHED.json), dvc add data + dvc push to the default remote")
+    p.add_argument("--configfile", help="the config data/ was made with (default: config/default.yaml)")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for snakemake")
-    p.add_argument("--configfile")
+    p = sub.add_parser("pull", help="dvc pull, then mark the pulled outputs up to date for snakemake (if they are the config's)")
+    p.add_argument("--configfile", help="the config to mark the outputs up to date for; it must be the one data/ was published with")
+    p.add_argument("--force", action="store_true", help="mark them up to date even if data/ was published with another config")
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("report", help="the HTML report (snakemake --report) with every figure by paper")

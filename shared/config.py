@@ -133,3 +133,20 @@ def validate_paper_sections(config: dict[str, Any], source: str = "config") -> N
         errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(section), key=lambda e: list(e.absolute_path))
         if errors:
             raise _config_error(source, f"papers/{paper_id}/paper.yaml config_schema", errors, base=f"papers.{paper_id}")
+
+
+def workflow_config(path: str | Path = DEFAULT_CONFIG, schema: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The config as the workflow's rules see it: :func:`load_config` (``path`` merged over
+    config/default.yaml, validated), then the schema's defaults filled in, as the Snakefile's
+    ``validate(config, "config/schema.yaml")`` does (Snakemake's own function, so the two agree)."""
+    from snakemake.utils import validate
+
+    config = load_config(path)
+    validate(config, str(Path(schema).resolve()), set_default=True)
+    return config
+
+
+def workflow_config_hash(path: str | Path = DEFAULT_CONFIG, schema: str | Path = SCHEMA_PATH) -> str:
+    """The ``config_sha256`` that result records made with ``path`` carry (rules/common.smk,
+    ``results_cfg``: :func:`config_hash` of the workflow's whole config)."""
+    return config_hash(workflow_config(path, schema))

@@ -2,7 +2,8 @@
 
 A :class:`ResultRecord` is one metric of one method on one model and dataset: the value, its
 bootstrap CI over images, n, and the provenance (git commit, ``uv.lock`` and ``data.dvc``
-hashes, config hash, seed, device, torch version). JSON output has sorted keys and rounded
+hashes, config hash, seed, device, torch version; for a number computed from a scores file, the
+checkpoint's and the dataset's own hashes). JSON output has sorted keys and rounded
 floats so that reports diff cleanly in review.
 """
 
@@ -73,7 +74,16 @@ def _git(root: Path, *args: str) -> str | None:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a number came from. Missing pieces are ``None`` (``null`` in JSON), never a crash."""
+    """Where a number came from. Missing pieces are ``None`` (``null`` in JSON), never a crash.
+
+    ``data_dvc_sha256`` is the SHA-256 of the ``data.dvc`` *file* in the tree when the number was
+    computed: it names the DVC snapshot last published before then, not the bytes the step read
+    (``data/`` may have changed since that publish). ``model_weights_sha256`` (the checkpoint's
+    weights, as its sidecar records and loading checks) and ``dataset_content_hash`` (the
+    dataset's ``meta.json`` ``content_hash``: its tables and images) name the data the scoring
+    step did read; they are set on records made from a scores file (shared.pipeline.results) that
+    carries them, and left out of the JSON otherwise (records written before they existed load).
+    """
 
     git_commit: str | None = None
     git_dirty: bool | None = None
@@ -83,6 +93,21 @@ class Provenance:
     seed: int | None = None
     device: str | None = None
     torch_version: str | None = None
+    model_weights_sha256: str | None = None
+    dataset_content_hash: str | None = None
+
+
+OPTIONAL_PROVENANCE = ("model_weights_sha256", "dataset_content_hash")
+"""Provenance fields written only when known: records and reports without them stay as they were."""
+
+
+def provenance_dict(prov: Provenance) -> dict[str, Any]:
+    """``prov`` as JSON-ready dict, without the :data:`OPTIONAL_PROVENANCE` fields that are None."""
+    out = asdict(prov)
+    for name in OPTIONAL_PROVENANCE:
+        if out.get(name) is None:
+            out.pop(name, None)
+    return out
 
 
 def _torch_version() -> str | None:
@@ -109,7 +134,7 @@ def provenance(config: Any, seed: int | None = None, device: str | None = None, 
         seed = int(config["seed"])
     if device is None and isinstance(config, dict) and config.get("device") is not None:
         device = str(config["device"])
-    return asdict(
+    return provenance_dict(
         Provenance(
             git_commit=commit,
             git_dirty=None if commit is None else bool(status),
@@ -139,7 +164,7 @@ class ResultRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return round_floats(asdict(self))
+        return round_floats({**asdict(self), "provenance": provenance_dict(self.provenance)})
 
     def to_json(self) -> str:
         return dumps(self.to_dict())

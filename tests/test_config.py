@@ -109,3 +109,15 @@ def test_paper_section_is_checked_against_its_config_schema(repo_root, tmp_path,
     config["papers"] = {"gradcam": {}}
     with pytest.raises(ConfigError, match="no paper 'gradcam'.*papers: demo"):
         validate_config(config)
+
+
+def test_workflow_config_fills_the_schema_defaults_as_snakemake_does(repo_root):
+    """What the rules see (and hash into config_sha256): load_config plus the schema's defaults."""
+    from shared.config import workflow_config, workflow_config_hash
+
+    tiny = repo_root / "config" / "tiny.yaml"
+    assert "label_smoothing" not in load_config(tiny)["models"]["resnet"]
+    config = workflow_config(tiny)
+    assert config["models"]["resnet"]["label_smoothing"] == 0.0  # config/schema.yaml's default
+    assert workflow_config_hash(tiny) == config_hash(config) != config_hash(load_config(tiny))
+    assert workflow_config_hash(tiny) != workflow_config_hash(repo_root / "config" / "default.yaml")

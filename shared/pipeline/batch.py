@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from shared.pipeline.explain import build_for, explain_in_batches
 from shared.pipeline.io import eval_batch, save_maps, write_json
-from shared.pipeline.score import reference_scores, score_maps
+from shared.pipeline.score import input_identity, reference_scores, score_maps
 from shared.runtime import seed_everything, setup_from_config
 
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     device = setup_from_config(cfg)
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
     references = reference_scores(batch, cfg["eval"])  # once for all methods
+    inputs = input_identity(args.model, args.dataset)  # what every method's scores were computed from
     for method in tqdm(args.methods, desc=f"{batch.adapter.name}: methods", unit="method", disable=None):
         # each method starts from the same random state, whatever ran before it
         seed_everything(int(cfg.get("seed", 0)))
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         save_maps(Path(args.maps_dir) / f"{method}.safetensors", maps, meta)
         scores = score_maps(batch, maps, cfg["eval"], references)
         scores.update(meta)
+        scores["inputs"] = inputs
         write_json(Path(args.scores_dir) / f"{method}.json", scores)
     return 0
 

@@ -19,8 +19,11 @@ from shared.results import Provenance, ResultRecord, provenance, read_records, r
 
 
 def records_from_scores(scores: dict[str, Any], prov: dict[str, Any], n_resamples: int, ci: float, seed: int) -> list[ResultRecord]:
-    """One record per metric of one scores file (see shared.pipeline.score)."""
+    """One record per metric of one scores file (see shared.pipeline.score); the file's
+    ``inputs`` (checkpoint and dataset hashes), where it has them, join the provenance."""
     ident = {"method": scores["method"], "model": scores["model"], "dataset": scores["dataset"]}
+    inputs = scores.get("inputs") or {}
+    prov = {**prov, **{k: inputs.get(k) for k in ("model_weights_sha256", "dataset_content_hash") if inputs.get(k)}}
     records = [
         record_from_values(values, metric=metric, provenance=prov, n_resamples=n_resamples, ci=ci, seed=seed, **ident)
         for metric, values in sorted(scores["per_image"].items())

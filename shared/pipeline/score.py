@@ -147,6 +147,19 @@ def score_maps(
     }
 
 
+def input_identity(model_path: str, dataset_dir: str) -> dict[str, str | None]:
+    """What this step read, by content: the checkpoint's weights SHA-256 (its sidecar's, which
+    loading checked against the file) and the dataset's ``content_hash`` (its meta.json). The
+    results step copies them into each record's provenance."""
+    from shared.data import read_meta
+    from shared.models.checkpoint import read_sidecar
+
+    return {
+        "model_weights_sha256": read_sidecar(model_path)["weights"]["sha256"],
+        "dataset_content_hash": read_meta(dataset_dir).get("content_hash"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--maps", required=True)
@@ -161,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
     result = score_maps(batch, maps, cfg["eval"])
     result.update({"method": meta.get("method"), "model": batch.adapter.name, "dataset": batch.dataset, "n": int(maps.shape[0])})
+    result["inputs"] = input_identity(args.model, args.dataset)
     write_json(args.out, result)
     return 0
 

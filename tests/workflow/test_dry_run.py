@@ -65,3 +65,22 @@ def test_repro_run_dry_runs_a_target_with_a_configfile(clean_tree):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "No such file or directory" not in out.stderr
     assert "gradcampp_results" in out.stdout + out.stderr  # the paper's own jobs are planned
+
+
+@pytest.mark.parametrize("configfile", ["config/default.yaml", "config/tiny.yaml"])
+def test_workflow_config_hash_is_the_one_result_records_carry(clean_tree, configfile):
+    """`repro verify` and `repro pull` compare configs by shared.config.workflow_config_hash:
+    it must be the config_sha256 that the workflow hands the results step (rules/common.smk)."""
+    import json
+    import re
+
+    from shared.config import workflow_config_hash
+
+    out = subprocess.run(
+        [SNAKEMAKE, "reports/gradcampp/results.json", "--dry-run", "--forceall", "--cores", "1", "--nolock",
+         "--printshellcmds", "--configfile", configfile],
+        cwd=clean_tree, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    planned = set(re.findall(r'"config_sha256":"([0-9a-f]{64})"', out.stdout))
+    assert planned == {workflow_config_hash(clean_tree / configfile)}, json.dumps(sorted(planned))
