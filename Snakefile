@@ -53,6 +53,17 @@ include: "rules/batch.smk"
 include: "rules/cluster.smk"
 
 
+# The committed reports/ are the default config's pins: a run with another config that would
+# rewrite them stops before its first job (shared.pins; REPRO_OVERWRITE_PINS=1 when meant).
+onstart:
+    from shared.pins import overwrite_problem
+
+    _writes_reports = any(str(f).startswith("reports/") for _job in workflow.dag.needrun_jobs() for f in _job.output)
+    _problem = overwrite_problem(config, Path(workflow.basedir), _writes_reports)
+    if _problem:
+        sys.exit(_problem)
+
+
 rule all:
     default_target: True
     input:

@@ -107,6 +107,80 @@ def cmd_run(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=root)
 
 
+def reproduce_command(args: argparse.Namespace, root: Path) -> tuple[list[str], str]:
+    """The snakemake command of `repro reproduce` and why: everything from scratch when this
+    checkout has no data/ (the committed reports/ would otherwise look up to date and nothing
+    would be recomputed), else what is out of date."""
+    cmd = [_snakemake(), *_cores_and_profile(args)]
+    if args.configfile:
+        cmd += ["--configfile", args.configfile]
+    if args.rerun_incomplete:
+        cmd.append("--rerun-incomplete")
+    if args.rebuild or not (root / "data" / "models").is_dir():
+        why = "data/ holds no models" if not args.rebuild else "--rebuild"
+        return [*cmd, "--forceall"], f"{why}: rebuilding everything (datasets, models, maps, scores, reports)"
+    return cmd, "data/ exists: recomputing what is out of date (--rebuild recomputes everything)"
+
+
+def _pull_instead(args: argparse.Namespace, root: Path, papers: list[str]) -> tuple[list[str], str] | None:
+    """When a DVC remote this machine can reach holds data/: pull it and recompute every paper's
+    results from the pulled per-image scores (minutes less than rebuilding). None: rebuild."""
+    from shared.provenance_cli import default_remote, pull, remote_problem
+
+    remote = default_remote(root)
+    if remote is None or not (root / "data.dvc").exists():
+        return None
+    problem = remote_problem(root)
+    if problem:
+        print(f"not pulling data/ ({problem}); rebuilding it", flush=True)
+        return None
+    print(f"data/ holds no models: pulling it from the DVC remote {remote[0]!r} ({remote[1]}) instead of rebuilding (--rebuild recomputes everything)", flush=True)
+    if pull(args.configfile, root) != 0:
+        print("the pull failed; rebuilding instead", flush=True)
+        return None
+    cmd = [_snakemake(), *_cores_and_profile(args)] + (["--configfile", args.configfile] if args.configfile else [])
+    return [*cmd, "--forcerun", *[f"{p}_results" for p in papers]], "data/ pulled: every paper's results recomputed from the pulled per-image scores"
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Rerun the workflow and check every pinned number in reports/ against what it recomputed."""
+    from shared.pins import compare_with_pins, pinned_records, pins_config_hash
+    from shared.provenance_cli import config_label, used_config_hash
+
+    root = project_root()
+    _config(args.configfile, root)
+    pins = pinned_records(root)  # read before the run rewrites reports/
+    n = sum(len(p) for p in pins.values())
+    if not n:
+        print("error: no pinned results in reports/ to reproduce; `repro run` makes them", file=sys.stderr)
+        return 2
+    pinned_hash, used_hash = pins_config_hash(root), used_config_hash(args.configfile, root)
+    if pinned_hash and used_hash and pinned_hash != used_hash:
+        print(
+            f"error: the pinned results were made with config sha256 {pinned_hash[:12]}…, not {config_label(args.configfile)} "
+            f"({used_hash[:12]}…): reproduce with the pins' config (see `repro cite <paper> --result <key>`)",
+            file=sys.stderr,
+        )
+        return 2
+    cmd, why = reproduce_command(args, root)
+    if "--forceall" in cmd and not args.rebuild:
+        pulled = _pull_instead(args, root, sorted(pins))
+        if pulled is not None:
+            cmd, why = pulled
+    print(f"reproducing {n} pinned results of {len(pins)} papers; {why}", flush=True)
+    print("+", " ".join(cmd), flush=True)
+    code = subprocess.call(cmd, cwd=root)
+    if code != 0:
+        print(f"the workflow failed (exit {code}); nothing was checked. Resume with `repro reproduce --rerun-incomplete`", file=sys.stderr)
+        return code
+    ok, bad = compare_with_pins(pins, root)
+    for row in bad:
+        got = "not recomputed" if row.get("fresh") is None else f"{row['fresh']:.6g}"
+        print(f"MOVED {row['paper']}: {row['key']}: pinned {row['pinned']:.6g}, now {got} (tolerance {row['tolerance']:g})")
+    print(f"{ok} of {n} pinned results reproduced within tolerance ({config_label(args.configfile)}).")
+    return 0 if ok == n else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Snakemake's HTML report: every figure by paper, with captions; leaderboard; claims."""
     _config(args.configfile, project_root())
@@ -272,6 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun-incomplete", action="store_true", help="redo the outputs an interrupted run left incomplete (snakemake --rerun-incomplete)")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("reproduce", help="rerun the workflow (from scratch when data/ is missing) and check every pinned number in reports/")
+    p.add_argument("-c", "--cores", help="default: every core (with --profile: the profile's own limits)")
+    p.add_argument("--configfile", help="the config the pins were made with (default: config/default.yaml)")
+    p.add_argument("--profile", help="a workflow profile, e.g. profiles/slurm; passed as snakemake --workflow-profile")
+    p.add_argument("--rebuild", action="store_true", help="recompute everything even when data/ exists (snakemake --forceall)")
+    p.add_argument("--rerun-incomplete", action="store_true", help="resume an interrupted run (snakemake --rerun-incomplete)")
+    p.set_defaults(func=cmd_reproduce)
+
     p = sub.add_parser("diff", help="compare methods from any papers on one model (table, paired tests, agreement, plot)")
     p.add_argument("methods", nargs="+")
     p.add_argument("--model", default="resnet")
@@ -316,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 INTERRUPTED = {
     "run": "interrupted; rerun with --rerun-incomplete to resume",
+    "reproduce": "interrupted; resume with `repro reproduce --rerun-incomplete`",
     "verify": "interrupted; its scratch copy is removed: rerun `repro verify` to start again",
 }
 

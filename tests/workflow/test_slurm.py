@@ -58,7 +58,8 @@ def needs_plugin() -> None:
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REPRO_", "SALIENCY_", "SLURM_"))}
-    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", **extra}
+    # the cluster checkout holds the committed (default) pins and runs the tiny config on purpose
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "REPRO_OVERWRITE_PINS": "1", **extra}
 
 
 def is_gpu_rule(name: str) -> bool:
