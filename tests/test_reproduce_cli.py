@@ -13,7 +13,7 @@ from shared.results import Provenance, ResultRecord, write_records
 
 
 def args(**kw) -> argparse.Namespace:
-    base = {"cores": "2", "configfile": None, "profile": None, "rebuild": False, "rerun_incomplete": False}
+    base = {"papers": [], "cores": "2", "configfile": None, "profile": None, "rebuild": False, "rerun_incomplete": False}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -35,6 +35,22 @@ def test_without_data_it_rebuilds_everything_and_says_so(tmp_path):
     assert "--forceall" not in cmd and "out of date" in why
     cmd, _ = cli.reproduce_command(args(rebuild=True, configfile="config/tiny.yaml"), tmp_path)
     assert cmd[-1] == "--forceall" and cmd[cmd.index("--configfile") + 1] == "config/tiny.yaml"
+    cmd, _ = cli.reproduce_command(args(papers=["gradcam"]), tmp_path)
+    assert cmd[-2:] == ["--", "gradcam"]  # targets after --: --configfile and friends take any number of values
+
+
+def test_an_unknown_paper_is_named_before_any_work(tmp_path, repo_root, monkeypatch, capsys, no_workflow):
+    monkeypatch.chdir(checkout(tmp_path, repo_root, "0" * 64))
+    assert cli.main(["reproduce", "nopaper"]) == 2
+    assert "no pinned results for nopaper; papers with pins: gradcam" in capsys.readouterr().err
+
+
+def test_run_on_a_clone_without_data_says_what_reproduces(tmp_path, repo_root, monkeypatch, capsys):
+    root = checkout(tmp_path, repo_root, "0" * 64)
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: 0)
+    monkeypatch.chdir(root)
+    assert cli.main(["run", "gradcam"]) == 0
+    assert "`repro reproduce [papers]` rebuilds them" in capsys.readouterr().out
 
 
 @pytest.fixture

@@ -44,10 +44,21 @@ def env(tmp_path_factory) -> dict[str, str]:
     return e
 
 
+TINY_PINS = Path(__file__).resolve().parents[1] / "pins" / "tiny"
+
+
 @pytest.fixture(scope="module")
 def first_run(clean_tree, tmp_path_factory, env) -> Path:
+    """README's first command on the tiny config, in a clean clone without data/ whose reports/
+    hold the committed tiny-config pins (tests/pins/tiny): everything is rebuilt and every pinned
+    number must come back."""
     clone = shutil.copytree(clean_tree, tmp_path_factory.mktemp("clone_a") / "repo")
-    run(["snakemake", "--cores", "2", "--configfile", "config/tiny.yaml"], clone, env)
+    shutil.copytree(TINY_PINS, clone / "reports")
+    n = sum(len(records) for records in pinned_records(clone).values())
+    out = run([str(BIN / "repro"), "reproduce", "--cores", "2", "--configfile", "config/tiny.yaml"], clone, env)
+    assert n > 100 and f"{n} of {n} pinned results reproduced within tolerance (config/tiny.yaml)." in out.stdout, (
+        f"{out.stdout[-4000:]}\n(if the change meant to move the tiny numbers, refresh the pins: tests/pins/README.md)"
+    )
     return clone
 
 
@@ -129,7 +140,7 @@ def test_publish_then_pull_in_a_second_clone_needs_no_recomputation(first_run, t
     run(["git", "init", "-q"], a, env)
     run(["git", "add", "-A"], a, env)
     run(["git", "commit", "-qm", "tiny run"], a, env)
-    run([str(BIN / "repro"), "publish"], a, env)
+    run([str(BIN / "repro"), "publish", "--configfile", "config/tiny.yaml"], a, env)
     run(["git", "add", "data.dvc"], a, env)
     run(["git", "commit", "-qm", "publish data"], a, env)
     remote = Path(env["HOME"]) / ".cache" / "saliency-repro" / "dvc-remote"
