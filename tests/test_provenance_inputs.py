@@ -25,8 +25,16 @@ def test_records_from_scores_carry_what_the_scoring_step_read(tmp_path):
     assert "model_weights_sha256" not in old.to_dict()["provenance"]
 
 
-def test_old_records_without_the_new_fields_load(repo_root):
-    records = read_records(repo_root / "reports" / "gradcampp" / "results.json")
+def test_old_records_without_the_new_fields_load(tmp_path):
+    # a record as written before the scoring step named its inputs (the pins up to 96afd96)
+    old = {
+        "metric": "average_drop", "method": "gradcam", "model": "plaincnn", "dataset": "shapes", "value": 12.2275,
+        "ci_low": 7.56, "ci_high": 17.4, "n": 96, "extra": {"bootstrap_seed": 0, "ci": 0.95, "n_resamples": 1000},
+        "provenance": {"config_sha256": "9fba", "data_dvc_sha256": "ac37", "device": "cpu", "git_commit": "889eef9",
+                       "git_dirty": False, "seed": 0, "torch_version": "2.15.0", "uv_lock_sha256": "c5a3"},
+    }
+    (tmp_path / "results.json").write_text(json.dumps([old], sort_keys=True, indent=2) + "\n")
+    records = read_records(tmp_path / "results.json")
     assert records and all(r.provenance.model_weights_sha256 is None for r in records)
     # and they are written back byte for byte
     r = records[0]
