@@ -36,12 +36,10 @@ def pinned_records(root: Path = REPO_ROOT) -> dict[str, dict[str, ResultRecord]]
 
 def pins_config_hash(root: Path = REPO_ROOT) -> str | None:
     """The config sha256 most pinned records carry (None without pins)."""
-    counts: dict[str, int] = {}
-    for records in pinned_records(root).values():
-        for r in records.values():
-            if r.provenance.config_sha256:
-                counts[r.provenance.config_sha256] = counts.get(r.provenance.config_sha256, 0) + 1
-    return max(counts, key=lambda h: counts[h]) if counts else None
+    from shared.provenance_cli import pinned_config_hashes
+
+    every = {f"{paper}/{key}": r for paper, records in pinned_records(root).items() for key, r in records.items()}
+    return next(iter(pinned_config_hashes(every)), None)
 
 
 def overwrite_problem(config: dict[str, Any], root: Path, writes_reports: bool) -> str | None:

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure, SubFigure  # noqa: E402
 
 from shared.explain import ClassTarget, build_explainer  # noqa: E402
 from shared.models import ModelAdapter  # noqa: E402
+from shared.registry_meta import method_label  # noqa: E402,F401 - figure steps print labels (e.g. "SFAM (derived CIS)")
 from shared.results import ResultRecord, provenance, record_from_values  # noqa: E402
 from shared.runtime import pick_device  # noqa: E402
 
@@ -49,14 +50,6 @@ def applies(method: str, adapter: ModelAdapter) -> bool:
     from shared.registry_meta import applies as _applies, method_info
 
     return _applies(method_info(method), adapter.kind, adapter.task, getattr(adapter, "arch", None))
-
-
-def method_label(method: str) -> str:
-    """The name to print for ``method`` in a figure (title, panel note, tick label): its registered
-    ``label`` (e.g. "SFAM (derived CIS)"), else the name itself. File names and records keep the name."""
-    from shared.registry_meta import method_label as _label
-
-    return _label(method)
 
 
 HEATMAP_CMAP = "inferno"

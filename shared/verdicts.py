@@ -36,7 +36,7 @@ The verdicts:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -91,7 +91,6 @@ class Test:
     p_hold: float
     p_fail: float
     excluded: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class NotEvaluable(Exception):
