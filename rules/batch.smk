@@ -44,6 +44,12 @@ for _model, _methods in sorted(requested_methods().items()):
             scores=[f"data/scores/{_model}/{m}.json" for m in _methods],
         # the model with most methods first: it is the longest job after training
         priority: len(_methods)
+        log:
+            f"logs/explain/{_model}.log",
+        benchmark:
+            bench(f"explain_{_model}")
+        resources:
+            **budget(f"explain_{_model}"),
         params:
             cfg=step_cfg(),
             methods=" ".join(_methods),
@@ -52,7 +58,7 @@ for _model, _methods in sorted(requested_methods().items()):
         shell:
             "python -m shared.pipeline.batch --model {input.model} --dataset {input.data} "
             "--methods {params.methods} --maps-dir {params.maps_dir} --scores-dir {params.scores_dir} "
-            "--config-json {params.cfg}"
+            "--config-json {params.cfg} > {log} 2>&1"
 
     workflow.ruleorder(f"explain_{_model}", "explain_maps")
     workflow.ruleorder(f"explain_{_model}", "score_maps")

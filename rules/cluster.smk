@@ -29,6 +29,8 @@ rule prefetch:
         archs=" ".join(sorted({str(m["arch"]) for m in config["models"].values() if m.get("pretrained")})),
     log:
         "logs/prefetch.log",
+    benchmark:
+        bench("prefetch")
     shell:
         "(for arch in {params.archs}; do "
         "python -c 'import sys, timm; timm.create_model(sys.argv[1], pretrained=True); print(\"cached\", sys.argv[1])' $arch "

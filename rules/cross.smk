@@ -24,8 +24,12 @@ if LEADERBOARD_SCORES:
             "reports/leaderboard.json",
         params:
             cfg=lambda wc: results_cfg(),
+        log:
+            "logs/leaderboard.log",
+        benchmark:
+            bench("leaderboard")
         shell:
-            "python -m shared.pipeline.leaderboard --scores {input} --out {output[0]} --config-json {params.cfg}"
+            "python -m shared.pipeline.leaderboard --scores {input} --out {output[0]} --config-json {params.cfg} > {log} 2>&1"
 
 
 rule diff:
@@ -42,6 +46,8 @@ rule diff:
     params:
         cfg=lambda wc: results_cfg(),
         methods=lambda wc: " ".join(wc.methods.split("+")),
+    log:
+        "logs/diff/{model}/{methods}.log",
     shell:
         "python -m shared.pipeline.diff --model {wildcards.model} --methods {params.methods} "
-        "--scores {input.scores} --maps {input.maps} --out {output[0]} --config-json {params.cfg}"
+        "--scores {input.scores} --maps {input.maps} --out {output[0]} --config-json {params.cfg} > {log} 2>&1"

@@ -52,6 +52,10 @@ rule dataset:
         cfg=lambda wc: dataset_config(wc.name),
     log:
         "logs/data/{name}.log",
+    benchmark:
+        bench("dataset/{name}")
+    resources:
+        **budget("dataset:{name}"),
     shell:
         "python -m shared.data.generate --name {wildcards.name} --out {output} "
         "--config-json '{params.cfg}' > {log} 2>&1"
@@ -66,6 +70,10 @@ rule fetch_dataset:
         cfg=lambda wc: dataset_config(wc.name),
     log:
         "logs/data/{name}.log",
+    benchmark:
+        bench("fetch_dataset/{name}")
+    resources:
+        **budget("fetch_dataset:{name}"),
     shell:
         "python -m shared.data.fetch --name {wildcards.name} --out {output} "
         "--config-json '{params.cfg}' --cache-dir data/downloads --no-progress > {log} 2>&1"
@@ -78,5 +86,9 @@ rule dataset_figure:
         "reports/data/{name}.png",
     wildcard_constraints:
         name=_one_of(defined_datasets()),
+    log:
+        "logs/data/{name}.figure.log",
+    benchmark:
+        bench("dataset_figure/{name}")
     shell:
-        "python -m shared.data.figure --dataset {input} --out {output}"
+        "python -m shared.data.figure --dataset {input} --out {output} > {log} 2>&1"

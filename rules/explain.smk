@@ -27,9 +27,15 @@ rule explain_maps:
         "data/maps/{model}/{method}.safetensors",
     params:
         cfg=lambda wc: step_cfg(),
+    log:
+        "logs/explain/{model}/{method}.log",
+    benchmark:
+        bench("explain_maps/{model}/{method}")
+    resources:
+        **budget("explain_maps:{model}"),
     shell:
         "python -m shared.pipeline.explain --method {wildcards.method} --model {input.model} "
-        "--dataset {input.data} --out {output} --config-json {params.cfg}"
+        "--dataset {input.data} --out {output} --config-json {params.cfg} > {log} 2>&1"
 
 
 rule score_maps:
@@ -41,6 +47,12 @@ rule score_maps:
         "data/scores/{model}/{method}.json",
     params:
         cfg=lambda wc: step_cfg(),
+    log:
+        "logs/score/{model}/{method}.log",
+    benchmark:
+        bench("score_maps/{model}/{method}")
+    resources:
+        **budget("score_maps:{model}"),
     shell:
         "python -m shared.pipeline.score --maps {input.maps} --model {input.model} "
-        "--dataset {input.data} --out {output} --config-json {params.cfg}"
+        "--dataset {input.data} --out {output} --config-json {params.cfg} > {log} 2>&1"

@@ -28,6 +28,10 @@ rule train_model:
         cfg=model_train_cfg,
     log:
         "logs/models/{model}.train.log",
+    benchmark:
+        bench("train_model/{model}")
+    resources:
+        **budget("train_model:{model}"),
     # the step sets its torch threads from the config (pinned numbers need a fixed count);
     # telling Snakemake keeps it from running other jobs on those cores
     threads: config.get("threads", 1)
@@ -49,6 +53,10 @@ rule gate_model:
         model=_model_names_regex(),
     log:
         "logs/models/{model}.gate.log",
+    benchmark:
+        bench("gate_model/{model}")
+    resources:
+        **budget("gate_model:{model}"),
     shell:
         "python -m shared.models.gate --sidecar {input.sidecar} --out {output} > {log} 2>&1 "
         "|| (cat {log} >&2; exit 1)"
@@ -60,10 +68,14 @@ rule models_report:
         weights=expand("data/models/{model}.safetensors", model=MODEL_NAMES),
     output:
         "reports/models.json",
+    params:
+        rehearsal=(" --rehearsal " + shlex.quote(config["rehearsal"])) if config.get("rehearsal") else "",
     log:
         "logs/models/report.log",
+    benchmark:
+        bench("models_report")
     shell:
-        "python -m shared.models.report --out {output} {input.sidecars} > {log} 2>&1"
+        "python -m shared.models.report --out {output} {input.sidecars}{params.rehearsal} > {log} 2>&1"
 
 
 SHARED_TARGETS.append("reports/models.json")

@@ -27,6 +27,8 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
             paper=_pid,
         log:
             f"logs/papers/{_pid}/results.log",
+        benchmark:
+            bench(f"{_pid}_results")
         shell:
             "python -m shared.pipeline.results --paper {params.paper} --scores {input} --out {output} "
             "--config-json {params.cfg} > {log} 2>&1"
@@ -46,6 +48,8 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
                     methods=",".join(_table["methods"]),
                 log:
                     f"logs/papers/{_pid}/table_{_table['id']}.log",
+                benchmark:
+                    bench(f"{_pid}_table_{_table['id']}")
                 shell:
                     "python -m shared.pipeline.table --results {input} --metrics {params.metrics} "
                     "--methods {params.methods} --out {output} > {log} 2>&1"
@@ -66,6 +70,8 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
                     cfg=lambda wc: results_cfg(),
                 log:
                     f"logs/papers/{_pid}/table_{_table['id']}.log",
+                benchmark:
+                    bench(f"{_pid}_table_{_table['id']}")
                 shell:
                     "python -m shared.pipeline.diff --model {params.model} --methods {params.methods} "
                     "--scores {input.scores} --maps {input.maps} --out {output} --config-json {params.cfg} > {log} 2>&1"
@@ -90,6 +96,10 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
                 cfg=lambda wc: results_cfg(),
             log:
                 f"logs/papers/{_pid}/{_step.id}.log",
+            benchmark:
+                bench(f"{_pid}_{_step.id}")
+            resources:
+                **budget(f"{_pid}_{_step.id}"),
             shell:
                 "python -m {params.module} {params.step} --models {input.models} --datasets {params.datasets} "
                 "--methods {params.methods} --maps-dir data/maps --out {params.outputs} "
@@ -109,6 +119,8 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
             seed=config.get("seed", 0),
         log:
             f"logs/papers/{_pid}/claims.log",
+        benchmark:
+            bench(f"{_pid}_claims")
         shell:
             "python -m shared.pipeline.claims --paper {params.paper} --scores {input.scores} --records {input.records} "
             "--out {output} --benchmark-json {params.benchmark} --seed {params.seed} > {log} 2>&1"

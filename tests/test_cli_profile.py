@@ -83,7 +83,9 @@ def test_slurm_profile_settings_hold_however_it_is_loaded(how, monkeypatch, repo
     assert {t.name for t in args.rerun_triggers} == {"MTIME", "PARAMS", "INPUT", "CODE"}
     assert args.slurm_status_command == "squeue"
     train = args.set_resources["train_model"]
-    assert (train["gpu"].value, train["cpus_per_task"].value, train["mem_mb"].value) == (1, 8, 32000)
+    assert (train["gpu"].value, train["cpus_per_task"].value) == (1, 8)
+    # memory and run time are the rule's measured budget (config resources), unless the site sets them
+    assert "mem_mb" not in train.keys() and "runtime" not in train.keys()
     assert "slurm_account" not in args.default_resources.keys() and "slurm_partition" not in args.default_resources.keys()
 
     _, local = parse_args(["-n"])  # profiles/default alone: unchanged

@@ -47,23 +47,33 @@ def model_entry(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_report(sidecars: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
-    """The report over the given sidecars: ``{"models": {name: entry}, "provenance": {...}}``."""
+def build_report(sidecars: Sequence[str | os.PathLike[str]], rehearsal: str | None = None) -> dict[str, Any]:
+    """The report over the given sidecars: ``{"models": {name: entry}, "provenance": {...}}``.
+
+    ``rehearsal`` (the config's note, set only by a rehearsal config) is written at the top: the
+    weights are stand-ins and the gates relaxed, so no number of that run means anything.
+    """
     metas = [read_sidecar(p) for p in sidecars]
     models = {m["name"]: model_entry(m) for m in sorted(metas, key=lambda m: m["name"])}
     configs = {m["name"]: m["model"] for m in metas}
     seeds = sorted({m.get("seed") for m in metas if m.get("seed") is not None})
     devices = sorted({str((m.get("training") or {}).get("device")) for m in metas})
     prov = provenance({"models": configs}, seed=seeds[0] if len(seeds) == 1 else None, device=",".join(devices) or None)
-    return {"models": models, "provenance": prov}
+    report: dict[str, Any] = {"models": models, "provenance": prov}
+    if rehearsal:
+        report["rehearsal"] = rehearsal
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.models.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="report to write (reports/models.json)")
     parser.add_argument("sidecars", nargs="+", type=Path, help="checkpoint sidecars data/models/<name>.json")
+    parser.add_argument("--rehearsal", default=None, help="the config's rehearsal note (stand-in weights, relaxed gates)")
     args = parser.parse_args(argv)
-    report = build_report(args.sidecars)
+    report = build_report(args.sidecars, args.rehearsal)
+    if args.rehearsal:
+        print(f"REHEARSAL: {args.rehearsal}")
     text = dumps(report)
     write_text(args.out, text)
     for name, entry in report["models"].items():
