@@ -61,7 +61,8 @@ def setting_mismatch(entry: dict[str, Any], key: str, models: dict[str, str]) ->
     if not differ:
         return None
     ours = f"{dataset} with {arch}" if arch is not None else f"{dataset} with model role {model}, whose architecture this run does not give"
-    return f"measured on {ours}; the paper's number is for {want['dataset']} with {want['arch']} (the {' and the '.join(differ)} differ)"
+    verb = "differ" if len(differ) > 1 else "differs"
+    return f"measured on {ours}; the paper's number is for {want['dataset']} with {want['arch']} (the {' and the '.join(differ)} {verb})"
 
 
 def band_verdict(ci: tuple[float, float], low: float, high: float) -> str:
