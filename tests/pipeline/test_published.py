@@ -216,3 +216,11 @@ def test_at_paper_scale_every_published_entry_reaches_its_setting():
     rows = _published("config/paper-scale.yaml")
     assert {r["verdict"] for r in rows} == {"not evaluable"}, [(r["id"], r["reason"]) for r in rows if r["verdict"] != "not evaluable"]
     assert all(v in PUBLISHED_VERDICTS for v in {r["verdict"] for r in rows})
+
+
+def test_the_templates_commented_example_is_a_valid_entry(tmp_path):
+    text = (PAPERS_DIR / "_template" / "paper.yaml").read_text()
+    example = [line[2:] for line in text.splitlines() if line.startswith("# published:") or line.startswith("#   ")]
+    assert example and example[0] == "published:"
+    paper = write_paper(tmp_path, "\n".join(example) + "\n")
+    assert load_paper(paper)["published"][0]["ours"] == "{classification}/plaincnn/template_cam/pointing_game"
