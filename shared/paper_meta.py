@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ PAPERS_DIR = REPO_ROOT / "papers"
 PAPER_SCHEMA = Path(__file__).with_name("paper_schema.yaml")
 CONTRACT_FILES = ("paper.yaml", "method.py", "README.md")
 """Every paper has these; rules.smk (paper-specific rules) and figures.py (its steps) are optional."""
+DATASET_ROLES = ("classification", "pairs", "retrieval")
+"""The benchmark's dataset roles: ``{classification}``, ``{pairs}``, ``{retrieval}`` in a result key."""
+PUBLISHED_KEY = re.compile(r"^\{(" + "|".join(DATASET_ROLES) + r")\}/[^/{}]+/[^/{}]+/[^/{}]+$")
 
 
 class PaperError(ValueError):
@@ -53,9 +57,26 @@ def load_paper(paper_dir: Path) -> dict[str, Any]:
                 f"{path}: claim {claim['id']}: rhs is the number {claim['rhs']}; say whose threshold it is "
                 f"(threshold: \"paper: <quote>\" or \"ours: <why>\")"
             )
+    _check_published(path, doc.get("published", []))
     if not Path(paper_dir).name.startswith("_") and doc["id"] != Path(paper_dir).name:
         raise PaperError(f"{path}: field id: {doc['id']!r} does not match the directory name {Path(paper_dir).name!r}")
     missing = [f for f in CONTRACT_FILES if not (Path(paper_dir) / f).exists()]
     if missing:
         raise PaperError(f"{paper_dir}: missing {', '.join(missing)} (the paper contract needs {', '.join(CONTRACT_FILES)})")
     return doc
+
+
+def _check_published(path: Path, entries: list[dict[str, Any]]) -> None:
+    """What the schema cannot say about ``published:`` entries: unique ids, and an ``ours`` key
+    that names a dataset role (the setting's dataset is what that role resolves to)."""
+    seen: set[str] = set()
+    for entry in entries:
+        if entry["id"] in seen:
+            raise PaperError(f"{path}: published entry {entry['id']}: the id is used twice (ids name the comparison and seed its bootstrap)")
+        seen.add(entry["id"])
+        if not PUBLISHED_KEY.match(entry["ours"]):
+            raise PaperError(
+                f"{path}: published entry {entry['id']}: ours = {entry['ours']!r} is not a result key "
+                f"{{role}}/model/method/metric with a dataset role ({', '.join('{' + r + '}' for r in DATASET_ROLES)}), "
+                f"e.g. '{{classification}}/plaincnn/gradcam/average_drop'"
+            )

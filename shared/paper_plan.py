@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.paper_meta import PaperError, load_paper, paper_dirs
+from shared.paper_meta import DATASET_ROLES, PaperError, load_paper, paper_dirs
 from shared.registry_meta import applies, method_info
 
-DATASET_ROLES = ("classification", "pairs", "retrieval")
 ROLE_IN_KEY = re.compile(r"\{(\w+)\}")
 
 

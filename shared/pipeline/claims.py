@@ -2,7 +2,7 @@
 
     python -m shared.pipeline.claims --paper eigencam --scores data/scores/resnet/eigencam.json ... \
         --records reports/eigencam/adversarial.json ... --out reports/eigencam/claims.md \
-        --benchmark-json '{"classification": "shapes", ...}' --seed 0
+        --benchmark-json '{"classification": "shapes", ...}' --models-json '{"resnet": "resnet_small", ...}' --seed 0
                                                     (claims.json is written beside it)
 
 A claim is ``lhs op rhs`` (``op`` is ``>`` or ``<``; equal is never better) over result keys
@@ -12,6 +12,12 @@ number`` with the threshold's owner in ``threshold``. The per-image values come 
 files (every metric of ``shared.pipeline.score``, MaxBoxAcc from its per-threshold hits) and from
 the paper's step records (``extra.per_image``). Verdicts and the family-wise reading are those
 of :mod:`shared.verdicts`: reproduced, inconclusive, not reproduced, not evaluable.
+
+The paper's ``published:`` numbers are compared with ours in the same step
+(:mod:`shared.published`): on the paper's own setting (the dataset a role resolves to, the
+architecture of the model role, given by ``--models-json``) our CI against the published value ±
+a tolerance; on any other setting "not applicable". ``claims.json`` holds both:
+``{"claims": [...], "published": [...]}``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import torch
 
 from shared.atomic import write_text
 from shared.paper_meta import PAPERS_DIR, load_paper
-from shared.paper_plan import resolve_claim
+from shared.paper_plan import resolve_claim, resolve_key
+from shared.published import PUBLISHED_VERDICTS, compare
 from shared.results import dumps, read_records, result_key
 from shared.verdicts import ALPHA, CLAIM_RESAMPLES, MIN_IMAGES, VERDICTS, NotEvaluable, Side, Test, finite_or_nan, paired_test, verdicts
 
@@ -88,6 +95,25 @@ def judge_all(claims: list[dict[str, Any]], sides: dict[str, Side], seed: int = 
     return out
 
 
+def judge_published(entries: list[dict[str, Any]], sides: dict[str, Side], benchmark: dict[str, str], models: dict[str, str], seed: int = 0) -> list[dict[str, Any]]:
+    """Every ``published:`` entry of one paper compared with our number (:func:`shared.published.compare`);
+    each on its own, no family-wise adjustment. ``models``: model role -> timm architecture."""
+    out = []
+    for entry in entries:
+        key = resolve_key(entry["ours"], benchmark)
+        out.append(compare(entry, key, sides.get(key), models, _seed(seed, entry["id"])))
+    return out
+
+
+def read_claims(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """(claims, published) of a ``claims.json``; published is None for a file written before the
+    published comparisons existed (a plain list of claims)."""
+    doc = json.loads(Path(path).read_text())
+    if isinstance(doc, list):
+        return doc, None
+    return doc["claims"], doc.get("published", [])
+
+
 def describe_test(v: dict[str, Any]) -> str:
     """What was tested, in words: ``a − b`` or ``a − 1.12 × b`` or ``a``, against which bound."""
     lhs = v["lhs"].split("/", 1)[1]
@@ -108,7 +134,7 @@ def _source(v: dict[str, Any]) -> str:
     return f"{src.get('ref', '?')}{quote}{reading}"
 
 
-def render(paper_id: str, rows: list[dict[str, Any]]) -> str:
+def render(paper_id: str, rows: list[dict[str, Any]], published: list[dict[str, Any]] | None = None) -> str:
     counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
     lines = [
         f"# Claims of `{paper_id}`",
@@ -140,16 +166,76 @@ def render(paper_id: str, rows: list[dict[str, Any]]) -> str:
         lines.append(f"  Source: {_source(v)}.")
         if "threshold" in v:
             lines.append(f"  Threshold: {v['threshold']}.")
+    if published:
+        lines += ["", *render_published(published)]
     return "\n".join(lines) + "\n"
+
+
+def _counts(rows: list[dict[str, Any]], names: tuple[str, ...]) -> str:
+    return ", ".join(f"{sum(r['verdict'] == k for r in rows)} {k}" for k in names) + "."
+
+
+def render_published(rows: list[dict[str, Any]]) -> list[str]:
+    """claims.md's "Published numbers" section (:mod:`shared.published`)."""
+    lines = [
+        "## Published numbers",
+        "",
+        _counts(rows, PUBLISHED_VERDICTS),
+        "",
+        f"Our number (the mean over images; MaxBoxAcc: the best threshold's) with its bootstrap 95 % CI "
+        f"({CLAIM_RESAMPLES:,} resamples, seeded per entry) against the number the paper publishes, in our units "
+        f"(printed value × scale), within a tolerance fixed beforehand (its reason is below). *reproduced*: the whole "
+        f"CI lies within published ± tolerance; *not reproduced*: entirely outside it; *inconclusive*: across an edge; "
+        f"*not evaluable*: the result is missing or has fewer than {MIN_IMAGES} images; *not applicable*: this run is "
+        f"not on the paper's setting (dataset and architecture; the synthetic default never is), so nothing is compared. "
+        f"No Holm correction across these: each is a single equivalence-style comparison of one number, not one of a "
+        f"family of tests of the paper's claims. See shared/published.py.",
+        "",
+        "| entry | verdict | ours [95 % CI] | n | published (× scale) ± tolerance | reason |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in rows:
+        ours = v["ours"]
+        if "mean" in ours:
+            excl = f" ({ours['excluded']} undefined left out)" if ours.get("excluded") else ""
+            nums = f"{ours['mean']:.4g} [{ours['ci'][0]:.4g}, {ours['ci'][1]:.4g}] | {ours['n']}{excl}"
+        else:
+            nums = "— | —"
+        pub = f"{v['value']:g} (× {v['scale']:g}) = {v['published']:.4g} ± {v['tolerance']:g}"
+        lines.append(f"| `{v['id']}` | **{v['verdict']}** | {nums} | {pub} | {v['reason']} |")
+    lines += ["", "### Sources and settings", ""]
+    for v in rows:
+        src, setting = v["source"], v["setting"]
+        lines.append(f"- **`{v['id']}`** — {v['statement']} Ours: `{v['ours']['key']}`.  ")
+        lines.append(f"  Source: {src['ref']} — “{src['quote']}”.  ")
+        lines.append(f"  Setting: {setting['dataset']}, {setting['arch']}. {v['setting_note']}  ")
+        lines.append(f"  Tolerance ± {v['tolerance']:g}: {v['tolerance_reason']}")
+    return lines
 
 
 def summary(reports: str | Path) -> str:
-    """README's table: per paper (``reports/<id>/claims.json``), how many claims reach each verdict."""
-    lines = ["| paper | " + " | ".join(VERDICTS) + " |", "|---|" + "---|" * len(VERDICTS)]
-    for path in sorted(Path(reports).glob("*/claims.json")):
-        rows = json.loads(path.read_text())
-        lines.append(f"| [{path.parent.name}](reports/{path.parent.name}/claims.md) | " + " | ".join(str(sum(r["verdict"] == k for r in rows)) for k in VERDICTS) + " |")
+    """README's table: per paper (``reports/<id>/claims.json``), how many claims reach each verdict.
+
+    Once any claims.json holds published comparisons (``{"claims", "published"}``), a last column
+    counts their verdicts ("none": the paper records no published number; "—": a claims.json
+    written before published comparisons existed). Old files alone give the old table."""
+    papers = [(path.parent.name, *read_claims(path)) for path in sorted(Path(reports).glob("*/claims.json"))]
+    with_published = any(published is not None for _, _, published in papers)
+    extra = " published numbers |" if with_published else ""
+    lines = ["| paper | " + " | ".join(VERDICTS) + " |" + extra, "|---|" + "---|" * (len(VERDICTS) + bool(with_published))]
+    for name, rows, published in papers:
+        line = f"| [{name}](reports/{name}/claims.md) | " + " | ".join(str(sum(r["verdict"] == k for r in rows)) for k in VERDICTS) + " |"
+        if with_published:
+            line += f" {_published_cell(published)} |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _published_cell(published: list[dict[str, Any]] | None) -> str:
+    if published is None:
+        return "—"
+    counts = [f"{n} {k}" for k in PUBLISHED_VERDICTS if (n := sum(r["verdict"] == k for r in published))]
+    return ", ".join(counts) if counts else "none"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--records", nargs="*", default=[], help="the paper's step records (per-image values in extra.per_image)")
     p.add_argument("--out", required=True, help="claims.md (claims.json is written beside it)")
     p.add_argument("--benchmark-json", required=True, help="the config's benchmark section: dataset role -> dataset")
+    p.add_argument("--models-json", default="{}", help="model role -> timm architecture (config models.<role>.arch): the published numbers' setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--papers-dir", default=str(PAPERS_DIR))
     args = p.parse_args(argv)
@@ -170,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.records:
         sides.update(sides_from_records(path))
     rows = judge_all([resolve_claim(c, benchmark) for c in doc.get("claims", [])], sides, args.seed)
-    write_text(Path(args.out).with_suffix(".json"), dumps(rows))
-    write_text(args.out, render(args.paper, rows))
+    published = judge_published(doc.get("published", []), sides, benchmark, json.loads(args.models_json), args.seed)
+    write_text(Path(args.out).with_suffix(".json"), dumps({"claims": rows, "published": published}))
+    write_text(args.out, render(args.paper, rows, published))
     return 0
 
 

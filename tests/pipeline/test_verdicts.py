@@ -175,7 +175,7 @@ def test_claims_step_reads_scores_and_step_records(tmp_path):
     out = tmp_path / "claims.md"
     claims.main(["--paper", "p", "--scores", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--records", str(tmp_path / "pairs.json"),
                  "--out", str(out), "--benchmark-json", '{"classification": "shapes", "pairs": "pairs"}', "--papers-dir", str(tmp_path / "papers")])
-    rows = {r["id"]: r for r in json.loads(out.with_suffix(".json").read_text())}
+    rows = {r["id"]: r for r in json.loads(out.with_suffix(".json").read_text())["claims"]}
     assert rows["pg"]["verdict"] == rows["mba"]["verdict"] == "reproduced"
     assert rows["mass"]["verdict"] == "reproduced" and rows["mass"]["n"] == N - 1 and rows["mass"]["excluded"] == 1
     text = out.read_text()

@@ -77,7 +77,7 @@ def test_template_copied_and_renamed_is_a_paper(first_run, tmp_path, env):
     doc = yaml.safe_load((paper / "paper.yaml").read_text())
     for item in doc["figures"] + doc["tables"]:
         assert (repo / item["file"]).exists(), item["file"]
-    claims = json.loads((repo / "reports" / "example" / "claims.json").read_text())
+    claims = json.loads((repo / "reports" / "example" / "claims.json").read_text())["claims"]
     assert [c["id"] for c in claims] == [c["id"] for c in doc["claims"]]
     assert all(c["verdict"] in VERDICTS for c in claims), claims  # tiny n: "not evaluable" (too few images) is honest
     results = json.loads((repo / "reports" / "example" / "results.json").read_text())
