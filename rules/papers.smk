@@ -117,6 +117,7 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
             paper=_pid,
             benchmark=lambda wc: cfg_json(config["benchmark"]),
             models=lambda wc: cfg_json({role: m["arch"] for role, m in config["models"].items()}),
+            rehearsal=(" --rehearsal " + shlex.quote(config["rehearsal"])) if config.get("rehearsal") else "",
             seed=config.get("seed", 0),
         log:
             f"logs/papers/{_pid}/claims.log",
@@ -124,7 +125,7 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
             bench(f"{_pid}_claims")
         shell:
             "python -m shared.pipeline.claims --paper {params.paper} --scores {input.scores} --records {input.records} "
-            "--out {output} --benchmark-json {params.benchmark} --models-json {params.models} --seed {params.seed} > {log} 2>&1"
+            "--out {output} --benchmark-json {params.benchmark} --models-json {params.models} --seed {params.seed}{params.rehearsal} > {log} 2>&1"
 
     rule:
         name:

@@ -6,6 +6,7 @@ the boxes' rectangles (none of these datasets ships per-object masks in the arch
 
 - Imagenette 320 px: ``imagenette2-320/{train,val}/<wnid>/*.JPEG``; labels are ImageNet-1k
   class indices (so ImageNet-pretrained models apply); no boxes: box and mask are the full image.
+  Rows are interleaved over the classes (:func:`class_interleaved`), as are CUB's.
 - CUB-200-2011: ``CUB_200_2011/{images.txt, image_class_labels.txt, bounding_boxes.txt,
   classes.txt, images/}``; metric-learning split as in the literature: the first 100 classes
   are ``train``, the last 100 ``test`` (labels 100..199 continue after the train ones).
@@ -85,6 +86,17 @@ def _box_object(box: tuple[float, float, float, float], original: tuple[int, int
     return {"mask": mask, "box": (sx0, sy0, sx1, sy1)}
 
 
+def class_interleaved(items: list, label_of: Callable[[object], object]) -> list:
+    """``items`` reordered round-robin over their classes (each class's own order kept): the
+    first n rows of a split then cover every class evenly. The evaluation subset is the first
+    ``eval.n_images`` rows; in the publishers' folder order those were one or two classes."""
+    by_class: dict[object, list] = {}
+    for item in items:
+        by_class.setdefault(label_of(item), []).append(item)
+    queues = [by_class[k] for k in sorted(by_class)]
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
 def _progress(items: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
     return tqdm(items, total=total, desc=desc, unit="img", disable=not enabled)
 
@@ -111,6 +123,7 @@ def convert_imagenette(extracted: Path, out: Path, size: int, archive: str, prog
             if unknown:
                 raise FetchError(f"{archive}: unexpected class folders {unknown} in {split}/; not Imagenette")
             files = [(wnid, f) for wnid in wnids for f in sorted((split_dir / wnid).iterdir()) if f.is_file()]
+            files = class_interleaved(files, lambda item: item[0])
             if not files:
                 raise FetchError(f"{archive}: {split}/ holds no images; delete the archive and rerun")
             for wnid, path in _progress(files, len(files), f"imagenette {split}", progress):
@@ -151,7 +164,9 @@ def convert_cub(extracted: Path, out: Path, size: int, archive: str, progress: b
         },
     ) as writer:
         images = files["images.txt"]
-        for image_id in _progress(sorted(images), len(images), "cub", progress):
+        # class by class in the archive: interleaved, so the first test rows span the test classes
+        order = class_interleaved(sorted(images), lambda i: files["image_class_labels.txt"].get(i, ["?"])[0])
+        for image_id in _progress(order, len(images), "cub", progress):
             if image_id not in files["image_class_labels.txt"] or image_id not in files["bounding_boxes.txt"]:
                 raise FetchError(f"{archive}: image {image_id} has no class label or box; the archive is damaged")
             label = label_of[int(files["image_class_labels.txt"][image_id][0])]

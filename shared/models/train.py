@@ -154,6 +154,13 @@ def train_model(
     # the draws, so a throw-away generator sizes the schedule.
     steps_per_epoch = len(epoch_batches(train.labels, batch_size, per_class, torch.Generator().manual_seed(0))) if n else 0
     total_steps = epochs * steps_per_epoch
+    if epochs > 0 and steps_per_epoch == 0:
+        # found by the paper-scale rehearsal: a split too small for one batch trained nothing, silently
+        group = f" with samples_per_class {per_class} (classes with fewer images form no group)" if per_class else ""
+        raise ValueError(
+            f"model {name!r}: {n} training images make no full batch of {batch_size}{group}, so "
+            f"{epochs} epoch(s) would train nothing; lower models.{name}.batch_size or use more data"
+        )
     training: dict[str, Any] = {"epochs": epochs, "steps": total_steps, "device": str(device)}
     started = time.perf_counter()
     # CPU time as well as wall time: on a shared machine the wall time says little

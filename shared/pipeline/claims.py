@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-json", default="{}", help="model role -> timm architecture (config models.<role>.arch): the published numbers' setting")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--papers-dir", default=str(PAPERS_DIR))
+    p.add_argument("--rehearsal", default=None, help="the config's rehearsal note: written above the verdicts, and into claims.json")
     args = p.parse_args(argv)
     benchmark = json.loads(args.benchmark_json)
     doc = load_paper(Path(args.papers_dir) / args.paper)
@@ -258,8 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         sides.update(sides_from_records(path))
     rows = judge_all([resolve_claim(c, benchmark) for c in doc.get("claims", [])], sides, args.seed)
     published = judge_published(doc.get("published", []), sides, benchmark, json.loads(args.models_json), args.seed)
-    write_text(Path(args.out).with_suffix(".json"), dumps({"claims": rows, "published": published}))
-    write_text(args.out, render(args.paper, rows, published))
+    judged: dict[str, Any] = {"claims": rows, "published": published}
+    text = render(args.paper, rows, published)
+    if args.rehearsal:  # stand-in weights and data: the verdicts only show that the path runs
+        judged["rehearsal"] = args.rehearsal
+        title, rest = text.split("\n", 1)
+        text = f"{title}\n\n> **REHEARSAL** — {args.rehearsal}\n{rest}"
+    write_text(Path(args.out).with_suffix(".json"), dumps(judged))
+    write_text(args.out, text)
     return 0
 
 

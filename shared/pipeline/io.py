@@ -20,6 +20,7 @@ from shared.data import SplitTensors, load_split, read_meta
 from shared.explain import ClassTarget, Target
 from shared.explain.pair import PairTarget
 from shared.models import ModelAdapter, load_checkpoint
+from shared.models.checkpoint import read_sidecar
 
 
 @dataclass
@@ -49,10 +50,17 @@ def positive_references(labels: torch.Tensor) -> torch.Tensor:
     return torch.where(alone, idx, ref)
 
 
+def test_split(model_path: str | Path) -> str:
+    """The split a checkpoint's model is evaluated on (its config's ``test_split``, default ``test``)."""
+    return str(read_sidecar(model_path)["model"].get("test_split", "test"))
+
+
 def eval_batch(model_path: str | Path, dataset_dir: str | Path, n_images: int, device: torch.device | str = "cpu") -> EvalBatch:
-    """Load a checkpoint and its evaluation subset, with the targets every method explains."""
+    """Load a checkpoint and its evaluation subset (the first ``n_images`` of the split the model
+    was tested on: its config's ``test_split``, e.g. Imagenette's ``val``), with the targets every
+    method explains."""
     adapter = load_checkpoint(model_path, device=device).explain_mode()
-    split = load_split(dataset_dir, "test", limit=n_images)
+    split = load_split(dataset_dir, test_split(model_path), limit=n_images)
     images = split.images.to(device)
     dataset = read_meta(dataset_dir)["name"]
     if adapter.task == "classifier":

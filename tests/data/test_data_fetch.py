@@ -175,3 +175,13 @@ def test_cli_reports_errors_without_traceback(http_server, tmp_path, capsys):
     assert main(["--name", "voc2007", "--out", str(tmp_path / "voc"), "--config-json", cfg,
                  "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 1
     assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_class_interleaved_spreads_the_first_rows_over_every_class():
+    """The evaluation subset is a split's first eval.n_images rows: in the publishers' folder
+    order those were one or two Imagenette classes (found by the published-number audit)."""
+    from shared.data.convert import class_interleaved
+
+    items = [("b", 1), ("b", 2), ("b", 3), ("a", 1), ("c", 1), ("c", 2)]
+    assert class_interleaved(items, lambda i: i[0]) == [("a", 1), ("b", 1), ("c", 1), ("b", 2), ("c", 2), ("b", 3)]
+    assert class_interleaved([], lambda i: i) == []

@@ -144,3 +144,12 @@ def test_per_class_batches_hold_m_images_of_each_class() -> None:
     assert all(torch.equal(a, b) for a, b in zip(batches, again))
     with pytest.raises(ValueError, match="multiple of samples_per_class"):
         epoch_batches(labels, 10, 4, torch.Generator())
+
+
+def test_a_split_too_small_for_one_batch_is_an_error_not_a_silent_no_op() -> None:
+    """Found by the paper-scale rehearsal: with samples_per_class 4, classes of 3 images form no
+    group, so an epoch had no batch and `epochs: 1` trained nothing without a word."""
+    runtime.setup(seed=0, device="cpu", threads=2, deterministic=True)
+    cfg = {**TINY_CNN, "epochs": 1, "augment": {}, "batch_size": 8, "samples_per_class": 4}
+    with pytest.raises(ValueError, match="no full batch of 8 with samples_per_class 4"):
+        train_model("t", cfg, tiny_split(6, 2), tiny_split(4, 2, seed=1), ["a", "b"], seed=0, progress=False)

@@ -279,3 +279,28 @@ def test_flow_step_missing_maps_is_a_clear_error(tmp_path):
     ctx, _, _ = _flow_step(tmp_path, ["naflow_b1"])
     with pytest.raises(SystemExit, match="naflow_b<k> and gradcam_b<k>"):
         STEPS["flow"](ctx)
+
+
+def test_layer_variants_share_one_flow_and_get_the_same_maps_as_alone():
+    """naflow_b<k> after naflow on the same batch reuses its NA-BP pass (papers.naflow.method
+    shared_flow): the maps equal a fresh computation; another target or re-initialised weights
+    are a new flow."""
+    from papers.naflow import method
+
+    adapter, x = tiny_adapter(), images()
+    target = ClassTarget([0, 1, 2])
+    blocks = sorted({int(k) for k in range(1, len(block_layers(adapter)) + 1)})
+    method._LAST_FLOW.clear()
+    shared = [build_explainer("naflow", adapter, block=k)(x, target) for k in blocks]
+    assert len(method._LAST_FLOW) == 1
+    for k, got in zip(blocks, shared):
+        method._LAST_FLOW.clear()
+        assert torch.equal(got, build_explainer("naflow", adapter, block=k)(x, target)), k
+    before = next(iter(method._LAST_FLOW))
+    build_explainer("naflow", adapter, block=blocks[-1])(x, ClassTarget([1, 1, 1]))
+    assert next(iter(method._LAST_FLOW)) != before
+    key = next(iter(method._LAST_FLOW))
+    with torch.no_grad():
+        next(adapter.model.parameters()).mul_(2.0)  # an in-place re-initialisation (sanity checks)
+    build_explainer("naflow", adapter, block=blocks[-1])(x, ClassTarget([1, 1, 1]))
+    assert next(iter(method._LAST_FLOW)) != key
