@@ -164,14 +164,23 @@ UNMAPPED: tuple[str, ...] = tuple(c for c, wnids in VOC_TO_IMAGENET.items() if n
 
 
 @lru_cache(maxsize=1)
-def imagenet_wnids() -> tuple[str, ...]:
-    """ImageNet-1k's WordNet ids in class-index order, from timm's metadata (``ImageNetInfo().label_names()``)."""
+def _info():
     from timm.data import ImageNetInfo
 
     info = ImageNetInfo()
     if info.num_classes() != 1000:
         raise RuntimeError(f"timm's ImageNetInfo lists {info.num_classes()} classes, expected ImageNet-1k's 1000")
-    return tuple(info.label_names())  # the synset list, in class-index order
+    return info
+
+
+def imagenet_wnids() -> tuple[str, ...]:
+    """ImageNet-1k's WordNet ids in class-index order, from timm's metadata (``ImageNetInfo().label_names()``)."""
+    return tuple(_info().label_names())  # the synset list, in class-index order
+
+
+def imagenet_name(index: int) -> str:
+    """The first lemma of ImageNet-1k class ``index`` (282 -> "tiger cat"), from timm's metadata."""
+    return _info().index_to_description(int(index)).split(",")[0]
 
 
 @lru_cache(maxsize=1)

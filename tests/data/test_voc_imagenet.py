@@ -7,7 +7,15 @@ import torch
 from timm.data import ImageNetInfo
 
 from shared.data.convert import VOC_CLASSES
-from shared.data.voc_imagenet import UNMAPPED, VOC_TO_IMAGENET, imagenet_indices, imagenet_wnids, is_mapped, mapped_targets
+from shared.data.voc_imagenet import (
+    UNMAPPED,
+    VOC_TO_IMAGENET,
+    imagenet_indices,
+    imagenet_name,
+    imagenet_wnids,
+    is_mapped,
+    mapped_targets,
+)
 
 
 def test_every_voc_class_is_mapped_or_listed_as_unmapped():
@@ -36,6 +44,7 @@ def test_spot_checks_by_lemma_name():
     assert info.index_to_description(281).startswith("tabby")
     assert info.index_to_description(282) == "tiger cat"
     assert info.index_to_description(242) == "boxer"
+    assert (imagenet_name(281), imagenet_name(282), imagenet_name(242)) == ("tabby", "tiger cat", "boxer")
     assert imagenet_indices("cat") == (281, 282, 283, 284, 285)
     assert 242 in imagenet_indices("dog")
     assert imagenet_indices("dog") == tuple(range(151, 269))  # the 118 breeds
