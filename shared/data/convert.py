@@ -11,7 +11,10 @@ the boxes' rectangles (none of these datasets ships per-object masks in the arch
   classes.txt, images/}``; metric-learning split as in the literature: the first 100 classes
   are ``train``, the last 100 ``test`` (labels 100..199 continue after the train ones).
 - PASCAL VOC 2007 test: ``VOCdevkit/VOC2007/{Annotations/*.xml, JPEGImages/*.jpg}``; one row
-  per annotated object (``difficult`` ones included), split ``test``.
+  per annotated object (``difficult`` ones included), split ``test``. ``meta.json`` keeps what the
+  square images lose and the pointing game needs (TorchRay's VOC protocol): ``original_sizes``
+  (image id -> [H, W] of the JPEG) and ``pascal_difficult`` (image id -> the indices of its objects
+  flagged ``<difficult>1</difficult>``; images without one are not listed).
 """
 
 from __future__ import annotations
@@ -191,9 +194,15 @@ def convert_voc2007(extracted: Path, out: Path, size: int, archive: str, progres
     if not ids:
         raise FetchError(f"{archive}: no annotations found in VOCdevkit/VOC2007/Annotations")
     label_of = {name: i for i, name in enumerate(VOC_CLASSES)}
+    original_sizes: dict[str, list[int]] = {}
+    pascal_difficult: dict[str, list[int]] = {}
     with DatasetWriter(
         out, "voc2007", "voc2007", list(VOC_CLASSES), (size, size),
-        extra_meta={"notes": "One row per annotated object (difficult ones included); masks are the boxes."},
+        extra_meta={
+            "notes": "One row per annotated object (difficult ones included); masks are the boxes. "
+                     "original_sizes: [H, W] of each JPEG; pascal_difficult: per image, the objects "
+                     "flagged difficult in the annotation.",
+        },
     ) as writer:
         for image_id in _progress(ids, len(ids), "voc2007", progress):
             xml_path = _need(annotations / f"{image_id}.xml", extracted, archive)
@@ -211,9 +220,13 @@ def convert_voc2007(extracted: Path, out: Path, size: int, archive: str, progres
                 # VOC boxes are 1-based and inclusive: pixel xmin..xmax -> [xmin - 1, xmax).
                 xmin, ymin, xmax, ymax = (float(bnd.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
                 obj = _box_object((xmin - 1, ymin - 1, xmax, ymax), original, size)
+                if (node.findtext("difficult") or "0").strip() == "1":
+                    pascal_difficult.setdefault(image_id, []).append(len(objects))
                 objects.append({**obj, "label": label_of[name], "class_name": name})
             if objects:
                 writer.add_image("test", image_id, image, objects)
+                original_sizes[image_id] = [int(original[0]), int(original[1])]
+        writer.extra_meta.update(original_sizes=original_sizes, pascal_difficult=pascal_difficult)
         return writer.commit()
 
 

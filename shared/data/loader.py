@@ -7,6 +7,7 @@ once per object, with the same pixels.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,16 +72,24 @@ def _first_images(rows: list[dict[str, str]], limit: int | None) -> list[dict[st
     return kept
 
 
-def load_split(root: str | os.PathLike[str], split: str, limit: int | None = None) -> SplitTensors:
+def load_split(
+    root: str | os.PathLike[str], split: str, limit: int | None = None, image_ids: Collection[str] | None = None
+) -> SplitTensors:
     """Load ``split`` of the dataset at ``root`` into memory.
 
     ``limit`` keeps the first ``limit`` images of the split (with all their objects, so a pair
-    image is never cut in half). Every image must have the size recorded in ``meta.json``;
-    use :class:`ImageTable` to resize a dataset with varying image sizes.
+    image is never cut in half). ``image_ids`` keeps only those images (in the split's order,
+    before ``limit``), so a selection made from the table alone loads no other pixels. Every
+    image must have the size recorded in ``meta.json``; use :class:`ImageTable` to resize a
+    dataset with varying image sizes.
     """
     root = Path(root)
     meta = read_meta(root)
-    rows = _first_images(read_table(root, split), limit)
+    rows = read_table(root, split)
+    if image_ids is not None:
+        wanted = set(image_ids)
+        rows = [row for row in rows if row["image_id"] in wanted]
+    rows = _first_images(rows, limit)
     if not rows:
         raise DatasetError(f"split {split!r} of {root} has no rows")
     pixels: dict[str, np.ndarray] = {}

@@ -25,6 +25,7 @@ from .localisation import (
     energy_pointing_game,
     max_box_accuracy,
     pointing_game,
+    pointing_hits,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "paired_comparison",
     "perturbation_curve_reference",
     "pointing_game",
+    "pointing_hits",
     "reinitialise",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",

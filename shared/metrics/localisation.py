@@ -50,6 +50,41 @@ def pointing_game(maps: Tensor, masks: Tensor, tolerance: float | None = None) -
     return (nearest.double() <= tol * tol).double()
 
 
+def pointing_hits(maps: Tensor, masks: Tensor, tolerance: float, pixel_size: Tensor | None = None) -> Tensor:
+    """TorchRay's pointing-game hit per map (Fong et al. 2019's benchmark of Zhang et al.'s game), float (B,) of 0/1.
+
+    As ``torchray/benchmark/pointing_game.py`` (facebookresearch/TorchRay 6a198ee): the point is
+    the map's maximum, ``torch.argmax`` of the flattened map (the first in raster order,
+    ``_saliency_to_point`` in ``examples/attribution_benchmark.py`` lines 71-79), and it is a hit
+    when a pixel of the mask lies *strictly* closer than ``tolerance`` to it (``PointingGame.evaluate``,
+    lines 76-87: ``accept = (v + u) < self.tolerance**2``; TorchRay's docs write ``<=``, its code
+    ``<``, which we follow). An empty mask is a miss.
+
+    ``pixel_size`` (B, 2): per map, the height and width of one of our pixels in the units of
+    ``tolerance`` (TorchRay measures in pixels of the original image, so an image of H0 x W0
+    resized to H x W has pixel size (H0 / H, W0 / W)); None means 1 (tolerance in our pixels).
+    Distances are taken in those units, so a non-square original resized to a square gives an
+    elliptical acceptance region in our pixels, the circle of the original image.
+    """
+    maps = check_maps(maps)
+    masks = check_masks(masks, maps, allow_empty=True)
+    b, h, w = maps.shape
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    if pixel_size is None:
+        pixel_size = torch.ones(b, 2, dtype=torch.float64)
+    pixel_size = torch.as_tensor(pixel_size, dtype=torch.float64, device=maps.device)
+    if pixel_size.shape != (b, 2) or not bool((pixel_size > 0).all()):
+        raise ValueError(f"pixel_size must be (B, 2) = ({b}, 2) positive sizes, got {tuple(pixel_size.shape)}")
+    r, c = max_locations(maps)
+    ys = torch.arange(h, device=maps.device, dtype=torch.float64).view(1, h, 1)
+    xs = torch.arange(w, device=maps.device, dtype=torch.float64).view(1, 1, w)
+    dy = (ys - r.view(-1, 1, 1)) * pixel_size[:, 0].view(-1, 1, 1)
+    dx = (xs - c.view(-1, 1, 1)) * pixel_size[:, 1].view(-1, 1, 1)
+    d2 = (dy * dy + dx * dx).masked_fill(~masks, float("inf"))
+    return (d2.flatten(1).amin(1) < float(tolerance) ** 2).double()
+
+
 def energy_pointing_game(maps: Tensor, boxes: Tensor) -> Tensor:
     """Energy-based pointing game (Wang et al., Score-CAM, CVPRW 2020, Sec. 4.2), (B,) in [0, 1].
 

@@ -140,14 +140,18 @@ VOC_OBJECTS = {
 }
 """VOC fixture objects (class, 1-based inclusive xmin ymin xmax ymax) on 40 x 30 images."""
 
+VOC_DIFFICULT = {("000001", 1)}
+"""(image id, object index) of the fixture objects flagged ``<difficult>1</difficult>``."""
+
 
 def voc_members(rng: np.random.Generator) -> dict[str, bytes]:
     members = {}
     for image_id, objects in VOC_OBJECTS.items():
         xml = ["<annotation><filename>%s.jpg</filename><size><width>40</width><height>30</height>"
                "<depth>3</depth></size>" % image_id]
-        for name, (x0, y0, x1, y1) in objects:
-            xml.append(f"<object><name>{name}</name><difficult>0</difficult><bndbox><xmin>{x0}</xmin>"
+        for k, (name, (x0, y0, x1, y1)) in enumerate(objects):
+            difficult = int((image_id, k) in VOC_DIFFICULT)
+            xml.append(f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox><xmin>{x0}</xmin>"
                        f"<ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>")
         xml.append("</annotation>")
         members[f"VOCdevkit/VOC2007/Annotations/{image_id}.xml"] = "".join(xml).encode()

@@ -57,6 +57,10 @@ def test_voc_one_row_per_object(http_server, build_archive, tmp_path):
     # VOC "person" 21..40 x 5..30 (1-based inclusive) = [20, 40) x [4, 30) on 40 x 30 -> 16 px:
     # x 20*0.4 = 8, 40*0.4 = 16; y 4*16/30 = 2.13 -> 2, 30 -> 16.
     assert split.boxes[1].tolist() == [8, 2, 16, 16]
+    # what the square images lose, for the pointing game: each JPEG's size and the difficult flags
+    meta = read_meta(out)
+    assert meta["original_sizes"] == {"000001": [30, 40], "000004": [30, 40]}
+    assert meta["pascal_difficult"] == {"000001": [1]}  # the person; 000004 has no difficult object
 
 
 def test_imagenette_uses_imagenet_indices_and_full_image_boxes(http_server, build_archive, tmp_path):

@@ -47,3 +47,12 @@ def test_image_table_resizes_lazily(pairs_root):
     assert xs.min() >= item["box"][0] and xs.max() < item["box"][2]
     assert ImageTable(pairs_root, "test")[3]["image"].equal(full.images[3])
 
+
+
+def test_load_split_keeps_only_the_given_images_in_file_order(pairs_root):
+    every = load_split(pairs_root, "test")
+    ids = list(dict.fromkeys(every.image_ids))
+    chosen = load_split(pairs_root, "test", image_ids={ids[4], ids[1]})  # a set: the split's order decides
+    assert chosen.image_ids == [ids[1], ids[1], ids[4], ids[4]]
+    assert torch.equal(chosen.images, every.images[[2, 3, 8, 9]]) and torch.equal(chosen.masks, every.masks[[2, 3, 8, 9]])
+    assert load_split(pairs_root, "test", limit=1, image_ids=[ids[4], ids[1]]).image_ids == [ids[1], ids[1]]
