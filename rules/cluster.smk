@@ -31,6 +31,8 @@ rule prefetch:
         "logs/prefetch.log",
     benchmark:
         bench("prefetch")
+    resources:
+        **budget("prefetch"),
     shell:
         "(for arch in {params.archs}; do "
         "python -c 'import sys, timm; timm.create_model(sys.argv[1], pretrained=True); print(\"cached\", sys.argv[1])' $arch "

@@ -28,6 +28,8 @@ if LEADERBOARD_SCORES:
             "logs/leaderboard.log",
         benchmark:
             bench("leaderboard")
+        resources:
+            **budget("leaderboard"),
         shell:
             "python -m shared.pipeline.leaderboard --scores {input} --out {output[0]} --config-json {params.cfg} > {log} 2>&1"
 

@@ -90,5 +90,7 @@ rule dataset_figure:
         "logs/data/{name}.figure.log",
     benchmark:
         bench("dataset_figure/{name}")
+    resources:
+        **budget("dataset_figure:{name}"),
     shell:
         "python -m shared.data.figure --dataset {input} --out {output} > {log} 2>&1"

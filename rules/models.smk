@@ -74,6 +74,8 @@ rule models_report:
         "logs/models/report.log",
     benchmark:
         bench("models_report")
+    resources:
+        **budget("models_report"),
     shell:
         "python -m shared.models.report --out {output} {input.sidecars}{params.rehearsal} > {log} 2>&1"
 

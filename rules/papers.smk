@@ -29,6 +29,8 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
             f"logs/papers/{_pid}/results.log",
         benchmark:
             bench(f"{_pid}_results")
+        resources:
+            **budget(f"{_pid}_results"),
         shell:
             "python -m shared.pipeline.results --paper {params.paper} --scores {input} --out {output} "
             "--config-json {params.cfg} > {log} 2>&1"
@@ -50,6 +52,8 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
                     f"logs/papers/{_pid}/table_{_table['id']}.log",
                 benchmark:
                     bench(f"{_pid}_table_{_table['id']}")
+                resources:
+                    **budget(f"{_pid}_table_{_table['id']}"),
                 shell:
                     "python -m shared.pipeline.table --results {input} --metrics {params.metrics} "
                     "--methods {params.methods} --out {output} > {log} 2>&1"
@@ -72,6 +76,8 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
                     f"logs/papers/{_pid}/table_{_table['id']}.log",
                 benchmark:
                     bench(f"{_pid}_table_{_table['id']}")
+                resources:
+                    **budget(f"{_pid}_table_{_table['id']}"),
                 shell:
                     "python -m shared.pipeline.diff --model {params.model} --methods {params.methods} "
                     "--scores {input.scores} --maps {input.maps} --out {output} --config-json {params.cfg} > {log} 2>&1"
@@ -123,6 +129,8 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
             f"logs/papers/{_pid}/claims.log",
         benchmark:
             bench(f"{_pid}_claims")
+        resources:
+            **budget(f"{_pid}_claims"),
         shell:
             "python -m shared.pipeline.claims --paper {params.paper} --scores {input.scores} --records {input.records} "
             "--out {output} --benchmark-json {params.benchmark} --models-json {params.models} --seed {params.seed}{params.rehearsal} > {log} 2>&1"

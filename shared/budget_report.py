@@ -118,30 +118,55 @@ def _step_rules(cfg: dict[str, Any]) -> set[str]:
     return {f"{pid}_{step.id}" for pid, plan in plan_papers(cfg).items() for step in plan.steps}
 
 
+GPU_RUNTIME_MIN = {"train_model": 720, "explain_maps": 120, "score_maps": 120, "explain": 360}
+"""Time limits (minutes) of the GPU jobs, which a CPU rehearsal cannot measure: the SLURM
+profile's earlier limits, kept until a GPU rehearsal (the issue's device check) measures them."""
+
+
+def startup_seconds(measured: dict[str, dict[str, float]]) -> float:
+    """A job's fixed cost (interpreter, torch and the config: what a claims job spends), not scaled."""
+    light = sorted(m["s"] for k, m in measured.items() if k.endswith("_claims"))
+    return light[len(light) // 2] if light else 0.0
+
+
 def budgets(run: Path, rehearsal: dict[str, Any], target: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per rehearsal job: measured time and memory, the scaled budget and why."""
     root = run / "logs" / "benchmarks"
     gpu_rules = {"train_model", "explain_maps", "score_maps"} | {f"explain_{m}" for m in target["models"]}
+    measured = {job_key(path, root): read_benchmark(path) for path in sorted(root.rglob("*.tsv"))}
+    fixed = startup_seconds(measured)
     rows = []
-    for path in sorted(root.rglob("*.tsv")):
-        key = job_key(path, root)
-        measured = read_benchmark(path)
+    for key, m in measured.items():
+        rule = key.split(":")[0]
         factor, why = scale_factor(key, run, rehearsal, target)
-        seconds = measured["s"] * factor
-        rss = measured["max_rss"] if math.isfinite(measured["max_rss"]) else 0.0
+        seconds = min(m["s"], fixed) + max(0.0, m["s"] - fixed) * factor
+        rss = m["max_rss"] if math.isfinite(m["max_rss"]) else 0.0
+        gpu = rule in gpu_rules
         rows.append({
             "job": key,
-            "measured_s": round(measured["s"], 2),
+            "measured_s": round(m["s"], 2),
             "measured_rss_mb": round(rss, 1),
             "factor": round(factor, 2),
             "why": why,
             "expected_cpu_h": seconds / 3600,
             "mem_mb": int(max(MIN_MEM_MB, math.ceil(rss * MEMORY_MARGIN / 500) * 500)),
-            # a time limit, in minutes: twice the extrapolation, at least 10 minutes
-            "runtime": int(max(10, math.ceil(2 * seconds / 60))),
-            "gpu": 1 if key.split(":")[0] in gpu_rules else 0,
+            # a time limit (minutes): twice the CPU extrapolation, at least 10; a GPU job's
+            # cannot be measured on a CPU (GPU_RUNTIME_MIN)
+            "runtime": GPU_RUNTIME_MIN.get(rule, GPU_RUNTIME_MIN["explain"]) if gpu else int(max(10, math.ceil(2 * seconds / 60))),
+            "gpu": int(gpu),
         })
     return rows
+
+
+def per_paper(rows: list[dict[str, Any]], papers: list[str]) -> dict[str, float]:
+    """CPU hours of each paper's own jobs (steps, results, tables, claims); the shared jobs
+    (datasets, training, the per-model explain jobs, the leaderboard) are counted once, as ``shared``."""
+    out = {p: 0.0 for p in papers}
+    out["shared"] = 0.0
+    for r in rows:
+        owner = next((p for p in sorted(papers, key=len, reverse=True) if r["job"].startswith(f"{p}_")), "shared")
+        out[owner] += r["expected_cpu_h"]
+    return out
 
 
 def resources_section(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -155,9 +180,18 @@ def resources_section(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return out
 
 
+def resources_yaml(section: dict[str, dict[str, int]]) -> str:
+    """The ``resources:`` section, one job per line (to paste into config/paper-scale.yaml)."""
+    lines = ["resources:"]
+    for key, res in sorted(section.items()):
+        inner = ", ".join(f"{k}: {v}" for k, v in sorted(res.items()))
+        lines.append(f"  {key}: {{{inner}}}")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| job | rehearsal (s) | peak RSS (MB) | scaled by | expected CPU h | mem_mb | runtime (min) | GPU |",
+        "| job | rehearsal (s) | peak RSS (MB) | scaled by | expected CPU h (1 thread) | mem_mb | runtime (min) | GPU |",
         "|---|---:|---:|---|---:|---:|---:|:-:|",
     ]
     for r in rows:
@@ -168,6 +202,40 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     total = sum(r["expected_cpu_h"] for r in rows)
     lines.append(f"| **all jobs** | {sum(r['measured_s'] for r in rows):.0f} | | | **{total:.1f}** | | | |")
     return "\n".join(lines) + "\n"
+
+
+ARCHIVE_BYTES = {"voc2007": 451_020_800, "cub": 1_150_585_339}
+"""The publishers' archives, as config/paper-scale.yaml pins them (Imagenette's size is not
+pinned there, nor counted here)."""
+
+
+def _bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def disk(run: Path, rehearsal: dict[str, Any], target: dict[str, Any]) -> dict[str, float]:
+    """Expected disk (GB) at the target config: archives, converted datasets, weights, maps, scores.
+
+    Maps and scores scale with eval.n_images exactly (float32 maps of the same size); converted
+    images by their count (the miniatures' synthetic content compresses better than photos, so
+    this part is a lower bound; raw RGB at the image size is the upper bound, also given)."""
+    n_ratio = target["eval"]["n_images"] / rehearsal["eval"]["n_images"]
+    side = int(target["datasets"]["image_size"])
+    used = {m["dataset"] for m in target["models"].values()} | {v for v in target["benchmark"].values() if v}
+    datasets, raw = 0.0, 0.0
+    for name in sorted(used & set(FULL_IMAGES)):
+        full, mini = sum(FULL_IMAGES[name].values()), sum(dataset_counts(run, name).values())
+        datasets += _bytes(run / "data" / "datasets" / name) * full / mini
+        raw += full * side * side * 3
+    gb = 1e9
+    return {
+        "archives_without_imagenette": sum(ARCHIVE_BYTES[n] for n in used & set(ARCHIVE_BYTES)) / gb,
+        "datasets": datasets / gb,
+        "datasets_raw_upper_bound": raw / gb,
+        "weights": _bytes(run / "data" / "models") / gb,
+        "maps": _bytes(run / "data" / "maps") * n_ratio / gb,
+        "scores": _bytes(run / "data" / "scores") * n_ratio / gb,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,8 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     rehearsal = yaml.safe_load(args.rehearsal_config.read_text())
     target = load_config(args.target_config)
     rows = budgets(args.run, rehearsal, target)
-    write_text(args.out_yaml, yaml.safe_dump({"resources": resources_section(rows)}, sort_keys=True))
-    write_text(args.out_md, markdown(rows))
+    write_text(args.out_yaml, resources_yaml(resources_section(rows)))
+    space = disk(args.run, rehearsal, target)
+    from shared.paper_meta import paper_dirs
+
+    papers = per_paper(rows, [d.name for d in paper_dirs()])
+    text = markdown(rows)
+    text += "\nExpected CPU hours (1 thread) by paper's own jobs: " + ", ".join(f"{k} {v:.1f}" for k, v in papers.items()) + "\n"
+    text += "\nExpected disk (GB): " + ", ".join(f"{k} {v:.2f}" for k, v in space.items()) + "\n"
+    write_text(args.out_md, text)
+    write_text(args.out_md.with_suffix(".json"), json.dumps({"jobs": rows, "papers_cpu_h": papers, "disk_gb": space}, indent=1, sort_keys=True) + "\n")
     print(f"{len(rows)} jobs; expected {sum(r['expected_cpu_h'] for r in rows):.1f} CPU hours at paper scale")
     return 0
 

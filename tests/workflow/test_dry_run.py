@@ -84,3 +84,28 @@ def test_workflow_config_hash_is_the_one_result_records_carry(clean_tree, config
     assert out.returncode == 0, out.stdout + out.stderr
     planned = set(re.findall(r'"config_sha256":"([0-9a-f]{64})"', out.stdout))
     assert planned == {workflow_config_hash(clean_tree / configfile)}, json.dumps(sorted(planned))
+
+
+def test_paper_scale_budgets_name_exactly_the_planned_jobs(clean_tree):
+    """config/paper-scale.yaml's resources (sized from the rehearsal, shared.budget_report) hold
+    one entry per job the paper-scale DAG plans, and each job asks Snakemake for its entry."""
+    import re
+
+    from shared.config import load_config
+
+    out = dry_run(clean_tree, "--forceall", "--configfile", "config/paper-scale.yaml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    planned = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out.stdout):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if not m or m.group(1) == "all":
+            continue
+        wild = re.search(r"wildcards: (.+)", block)
+        key = m.group(1) + "".join(f":{kv.split('=', 1)[1]}" for kv in wild.group(1).split(", ")) if wild else m.group(1)
+        res = re.search(r"resources: (.+)", block)
+        planned[key] = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
+    budgets = load_config(clean_tree / "config" / "paper-scale.yaml")["resources"]
+    assert sorted(budgets) == sorted(planned), (sorted(set(budgets) ^ set(planned)))
+    for key, res in budgets.items():
+        assert int(planned[key]["mem_mb"]) == res["mem_mb"], key
+        assert int(planned[key].get("gpu", 0)) == res.get("gpu", 0), key
