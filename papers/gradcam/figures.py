@@ -381,20 +381,24 @@ def selection_note(dataset: str, selection: dict[str, Any]) -> str:
     )
 
 
-def pairs(ctx: StepContext) -> None:
-    """Fig. 1 (c, i), quantified: map mass on the explained vs the other object, per classifier and method."""
+def classifiers(ctx: StepContext):
+    """(checkpoint path, dataset directory, dataset name, adapter) of each classifier among the step's models."""
     from shared.models import load_checkpoint
 
+    for path, dataset_dir in zip(ctx.models, ctx.datasets):
+        adapter = load_checkpoint(path, device=ctx.device).explain_mode()
+        if adapter.task == "classifier":
+            yield path, dataset_dir, read_meta(dataset_dir)["name"], adapter
+
+
+def pairs(ctx: StepContext) -> None:
+    """Fig. 1 (c, i), quantified: map mass on the explained vs the other object, per classifier and method."""
     figure_path, table_path, records_path = ctx.output("figure"), ctx.output("table"), ctx.output("records")
     rec = Recorder(ctx.config)
     figure_done = False
     datasets = []
     notes = []
-    for path, dataset_dir in zip(ctx.models, ctx.datasets):
-        adapter = load_checkpoint(path, device=ctx.device).explain_mode()
-        if adapter.task != "classifier":
-            continue
-        dataset = read_meta(dataset_dir)["name"]
+    for path, dataset_dir, dataset, adapter in classifiers(ctx):
         datasets.append(dataset)
         pair_data = load_pairs(
             adapter, dataset_dir, ctx.eval["n_images"], ctx.device,
@@ -597,16 +601,10 @@ def pointing(ctx: StepContext) -> None:
     ``extra.excluded``), per-row hits in ``extra.per_image``; TorchRay's own summary, the mean of
     per-class accuracies, in ``extra.class_mean`` (with ``extra.per_class``).
     """
-    from shared.models import load_checkpoint
-
     table_path, records_path = ctx.output("table"), ctx.output("records")
     rec = Recorder(ctx.config)
     notes = []
-    for path, dataset_dir in zip(ctx.models, ctx.datasets):
-        adapter = load_checkpoint(path, device=ctx.device).explain_mode()
-        if adapter.task != "classifier":
-            continue
-        dataset = read_meta(dataset_dir)["name"]
+    for path, dataset_dir, dataset, adapter in classifiers(ctx):
         game = load_pointing(
             adapter, dataset_dir, ctx.eval["n_images"], ctx.device, classifier_label_space(adapter, path), ctx.eval["batch_size"]
         )
