@@ -113,14 +113,3 @@ def _pattern_caption(pattern: str, category: str | None) -> tuple[str, str]:
     return paper, body + "{% endif %}"
 
 
-def bench(job: str) -> str:
-    """A job's Snakemake benchmark file (wall time, peak memory): logs/benchmarks/<job>.tsv.
-    shared.budget_report sizes config/paper-scale.yaml's resources from a rehearsal's files."""
-    return f"logs/benchmarks/{job}.tsv"
-
-
-def budget(pattern: str) -> dict:
-    """Snakemake resources (mem_mb, runtime, gpu) of the jobs named by ``pattern`` (shared.budgets)."""
-    from shared.budgets import budget as _budget
-
-    return _budget(config, pattern)

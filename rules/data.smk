@@ -2,6 +2,17 @@
 # per dataset. Included by the top-level Snakefile, which provides `config`.
 import json
 
+from shared.budgets import benchmark_file as bench
+from shared.budgets import budget as _budget
+
+
+def budget(pattern):
+    """Snakemake resources (mem_mb, runtime, gpu) of the jobs named by ``pattern``: the config's
+    ``resources`` (shared.budgets); every rules file uses it. Defined here, the first rules file
+    the Snakefile includes after common.smk, so that this file also runs on its own (tests/data)."""
+    return _budget(config, pattern)
+
+
 SYNTHETIC_DATASETS = ("shapes", "shapes_pair", "parts")
 REAL_DATASETS = ("imagenette", "cub", "voc2007")
 

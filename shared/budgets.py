@@ -20,6 +20,11 @@ JOB_DEFAULT: dict[str, int] = {"mem_mb": 4000, "runtime": 60}
 """A job the config's ``resources`` does not name: the SLURM profile's default job."""
 
 
+def benchmark_file(job: str) -> str:
+    """A job's Snakemake benchmark file (wall time, peak memory): ``logs/benchmarks/<job>.tsv``."""
+    return f"logs/benchmarks/{job}.tsv"
+
+
 def job_resources(config: Mapping[str, Any], key: str) -> dict[str, int]:
     """The resources of job ``key`` (``rule`` or ``rule:wildcard``): the config's, else the default."""
     configured = (config.get("resources") or {}).get(key) or {}

@@ -36,30 +36,8 @@ def snapshot(reports: Path) -> dict[str, bytes]:
     return {str(p.relative_to(reports)): p.read_bytes() for p in sorted(reports.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("home")  # the default DVC remote (~/.cache/...) lands here
-    e = {**os.environ, "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    e.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
-    return e
-
-
-TINY_PINS = Path(__file__).resolve().parents[1] / "pins" / "tiny"
-
-
-@pytest.fixture(scope="module")
-def first_run(clean_tree, tmp_path_factory, env) -> Path:
-    """README's first command on the tiny config, in a clean clone without data/ whose reports/
-    hold the committed tiny-config pins (tests/pins/tiny): everything is rebuilt and every pinned
-    number must come back."""
-    clone = shutil.copytree(clean_tree, tmp_path_factory.mktemp("clone_a") / "repo")
-    shutil.copytree(TINY_PINS, clone / "reports")
-    n = sum(len(records) for records in pinned_records(clone).values())
-    out = run([str(BIN / "repro"), "reproduce", "--cores", "2", "--configfile", "config/tiny.yaml"], clone, env)
-    assert n > 100 and f"{n} of {n} pinned results reproduced within tolerance (config/tiny.yaml)." in out.stdout, (
-        f"{out.stdout[-4000:]}\n(if the change meant to move the tiny numbers, refresh the pins: tests/pins/README.md)"
-    )
-    return clone
+# The fixtures `env` and `first_run` (README's first command on the tiny config, in a clean clone)
+# are in tests/workflow/conftest.py: the SLURM test's local reference is the same run.
 
 
 def test_template_copied_and_renamed_is_a_paper(first_run, tmp_path, env):
