@@ -53,6 +53,9 @@ rule gate_model:
         model=_model_names_regex(),
     log:
         "logs/models/{model}.gate.log",
+    # a gate unblocks its model's explain job (the longest job after training): as urgent as the
+    # training. At priority 0 the paper-scale rehearsal's VGG-16 gate waited 3 min behind steps.
+    priority: lambda wc: 100 + int(config["models"][wc.model]["epochs"])
     benchmark:
         bench("gate_model/{model}")
     resources:
