@@ -15,7 +15,8 @@ def models_for(method: str) -> list[str]:
 
 
 def step_cfg() -> str:
-    return cfg_json({**runtime_cfg(), "eval": config["eval"]})
+    # methods: each method's constructor arguments in this profile (shared.paper_plan.method_kwargs)
+    return cfg_json({**runtime_cfg(), "eval": config["eval"], "methods": config.get("methods") or {}})
 
 
 rule explain_maps:

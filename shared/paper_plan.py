@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.paper_meta import DATASET_ROLES, PaperError, load_paper, paper_dirs
-from shared.registry_meta import applies, method_info
+from shared.registry_meta import BLOCK_VARIANT, applies, method_info
 
 ROLE_IN_KEY = re.compile(r"\{(\w+)\}")
 
@@ -33,9 +33,25 @@ def model_kind(model_cfg: dict[str, Any]) -> str:
 
 
 def method_applies(method: str, model: str, config: dict[str, Any]) -> bool:
-    """Whether ``method`` (its registry entry) explains the configured ``model``."""
+    """Whether ``method`` (its registry entry) explains the configured ``model`` in this profile:
+    defined there, and among ``methods.<method>.models`` where the config chooses its pairs."""
     cfg = config["models"][model]
+    chosen = method_settings(method, config).get("models")
+    if chosen is not None and model not in chosen:
+        return False
     return applies(method_info(method), model_kind(cfg), cfg["task"], cfg["arch"])
+
+
+def method_settings(method: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config["methods"][<method>]`` (block variants ``<name>_b<k>`` share their base's), or {}."""
+    variant = BLOCK_VARIANT.match(method)
+    base = variant.group("base") if variant else method
+    return dict((config.get("methods") or {}).get(base) or {})
+
+
+def method_kwargs(method: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments the config sets for ``method`` (its settings less ``models``)."""
+    return {k: v for k, v in method_settings(method, config).items() if k != "models"}
 
 
 def models_for(method: str, config: dict[str, Any], among: list[str] | None = None) -> list[str]:

@@ -48,8 +48,13 @@ def _call_score(score_fn: ScoreFn, images: Tensor, index: Tensor) -> Tensor:
     return scores.detach().to(torch.float64)
 
 
-def _scores_chunked(make_rows: Callable[[Tensor], Tensor], owners: Tensor, score_fn: ScoreFn, max_batch: int) -> Tensor:
-    """Score rows built lazily by ``make_rows(row_ids)`` in chunks of at most ``max_batch``."""
+def score_rows(make_rows: Callable[[Tensor], Tensor], owners: Tensor, score_fn: ScoreFn, max_batch: int) -> Tensor:
+    """Score rows built lazily by ``make_rows(row_ids)`` in chunks of at most ``max_batch``.
+
+    Row ``r`` is a perturbed copy of image ``owners[r]``; only one chunk of rows exists at a time.
+    The one chunked forward of every perturbation metric here and of the perturbation methods
+    (Score-CAM, occlusion, RISE: :mod:`shared.explain.perturb`). Returns (rows,) float64 scores.
+    """
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     total = owners.shape[0]
@@ -64,7 +69,7 @@ def _scores_chunked(make_rows: Callable[[Tensor], Tensor], owners: Tensor, score
 def scores_in_chunks(images: Tensor, score_fn: ScoreFn, max_batch: int = 256) -> Tensor:
     """``score_fn`` on every image (row i explains image i), ``max_batch`` images per call (float64)."""
     index = torch.arange(images.shape[0], device=images.device)
-    return _scores_chunked(lambda rows: images[rows], index, score_fn, max_batch)
+    return score_rows(lambda rows: images[rows], index, score_fn, max_batch)
 
 
 def changed_counts(num_pixels: int, steps: int) -> list[int]:
@@ -130,7 +135,7 @@ def _perturbation_curves(
         changed = changed.view(-1, 1, h, w)
         return torch.where(changed, finish[img], start[img])
 
-    scores = _scores_chunked(make_rows, owners, score_fn, max_batch).view(b, per_image)
+    scores = score_rows(make_rows, owners, score_fn, max_batch).view(b, per_image)
     if known is None:
         return scores
     first, last = (t.to(device=scores.device, dtype=torch.float64).view(b, 1) for t in known)
@@ -403,5 +408,5 @@ def average_drop_increase(
         img = owners[rows]
         return images[img] * masks.flatten(0, 1)[rows].unsqueeze(1)
 
-    masked = _scores_chunked(make_rows, owners, score_fn, max_batch).view(len(keep), b)
+    masked = score_rows(make_rows, owners, score_fn, max_batch).view(len(keep), b)
     return {float(k): _drop_increase(base, masked[i]) for i, k in enumerate(keep)}

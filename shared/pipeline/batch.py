@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from shared.paper_plan import method_kwargs
 from shared.pipeline.explain import build_for, explain_in_batches
 from shared.pipeline.io import eval_batch, save_maps, write_json
 from shared.pipeline.score import input_identity, reference_scores, score_maps
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         # each method starts from the same random state, whatever ran before it
         seed_everything(int(cfg.get("seed", 0)))
         try:
-            explainer = build_for(method, batch.adapter, args.dataset)
+            explainer = build_for(method, batch.adapter, args.dataset, method_kwargs(method, cfg))
         except (ValueError, KeyError) as exc:
             print(f"error: cannot explain model {args.model} with {method}: {exc}", file=sys.stderr)
             return 2

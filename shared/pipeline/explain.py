@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from shared.explain import get_method
+from shared.paper_plan import method_kwargs
 from shared.pipeline.io import eval_batch, save_maps
 from shared.runtime import setup_from_config
 
@@ -32,12 +33,23 @@ def explain_in_batches(explainer, images: torch.Tensor, target, batch_size: int,
     return maps
 
 
-def build_for(method: str, adapter, dataset_dir: str):
-    """Build ``method`` on ``adapter``; methods that need training data (DAAM's self-supervised
-    k-NN memory bank) declare a ``dataset`` argument and get the model's dataset directory."""
+def build_for(method: str, adapter, dataset_dir: str, settings: dict | None = None):
+    """Build ``method`` on ``adapter`` with the constructor arguments ``settings`` (the config's
+    ``methods.<method>`` less ``models``: :func:`shared.paper_plan.method_kwargs`). Methods that
+    need training data (DAAM's self-supervised k-NN memory bank) declare a ``dataset`` argument
+    and get the model's dataset directory."""
     spec = get_method(method)
-    extra = {"dataset": dataset_dir} if "dataset" in inspect.signature(spec.factory).parameters else {}
-    return spec.build(adapter, **extra)
+    parameters = inspect.signature(spec.factory).parameters
+    extra = {"dataset": dataset_dir} if "dataset" in parameters else {}
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(parameters))
+    if unknown:
+        known = sorted(p for p in parameters if p not in ("self", "adapter", "dataset"))
+        raise ValueError(
+            f"config methods.{method} sets {', '.join(unknown)}, which {method!r} does not take; "
+            f"its settings are: {', '.join(known) or 'none'} (and models: [...])"
+        )
+    return spec.build(adapter, **extra, **settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     device = setup_from_config(cfg)
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
     try:
-        explainer = build_for(args.method, batch.adapter, args.dataset)
+        explainer = build_for(args.method, batch.adapter, args.dataset, method_kwargs(args.method, cfg))
     except (ValueError, KeyError) as exc:
         print(f"error: cannot explain model {args.model} with {args.method}: {exc}", file=sys.stderr)
         return 2
