@@ -11,12 +11,16 @@ LEADERBOARD_SCORES = [
     for model in models_for(method)
 ]
 
+# the maps too: methods that give another's maps on a model are listed once (shared.pipeline.equal_maps)
+LEADERBOARD_MAPS = [f.replace("data/scores/", "data/maps/").replace(".json", ".safetensors") for f in LEADERBOARD_SCORES]
+
 if LEADERBOARD_SCORES:
     SHARED_TARGETS.append("reports/leaderboard.md")
 
     rule leaderboard:
         input:
-            LEADERBOARD_SCORES,
+            scores=LEADERBOARD_SCORES,
+            maps=LEADERBOARD_MAPS,
         output:
             in_report("reports/leaderboard.md", "leaderboard", "The leaderboard as a table: every method on every model it applies to, means with 95 % bootstrap CIs."),
             in_report("reports/leaderboard.csv", "leaderboard", "Every method on every model it applies to: means with 95 % bootstrap CIs."),
@@ -31,7 +35,7 @@ if LEADERBOARD_SCORES:
         resources:
             **budget("leaderboard"),
         shell:
-            "python -m shared.pipeline.leaderboard --scores {input} --out {output[0]} --config-json {params.cfg} > {log} 2>&1"
+            "python -m shared.pipeline.leaderboard --scores {input.scores} --maps {input.maps} --out {output[0]} --config-json {params.cfg} > {log} 2>&1"
 
 
 rule diff:

@@ -133,3 +133,14 @@ def applies(info: dict[str, Any], kind: str, task: str, arch: str | None) -> boo
     if info["archs"] is not None and arch is not None and arch not in info["archs"]:
         return False
     return kind in info["kinds"] and task in info["tasks"]
+
+
+@lru_cache(maxsize=256)
+def method_year(name: str, papers_dir: Path | None = None) -> int:
+    """The publication year of the paper that registers ``name`` (9999 for an unknown name): the
+    order in which a method that repeats another's maps names the earlier one."""
+    try:
+        paper = method_info(name, papers_dir)["paper"]
+    except KeyError:
+        return 9999
+    return int(load_paper(Path(papers_dir or PAPERS_DIR) / paper).get("year") or 9999)

@@ -1,7 +1,12 @@
 """Step: the leaderboard — every method × every model it applies to × the common metrics.
 
-    python -m shared.pipeline.leaderboard --scores data/scores/*/*.json --out reports/leaderboard.md \
-        --config-json '{...}'      (also leaderboard.csv and leaderboard.png beside it)
+    python -m shared.pipeline.leaderboard --scores data/scores/*/*.json --maps data/maps/*/*.safetensors \
+        --out reports/leaderboard.md --config-json '{...}'      (also leaderboard.csv and leaderboard.png beside it)
+
+Methods whose maps are identical on a model (:mod:`shared.pipeline.equal_maps`: XGrad-CAM and
+HiResCAM are Grad-CAM at the last layer of a GAP + linear head) are listed once there: the table
+and figure show the first of them, and a section names the others and the evidence. The CSV and
+JSON keep every method's records.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import seaborn as sns  # noqa: E402
 from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.pipeline import table  # noqa: E402
+from shared.pipeline.equal_maps import Equality, equal_methods  # noqa: E402
+from shared.pipeline.io import load_maps  # noqa: E402
 from shared.pipeline.results import records_from_scores  # noqa: E402
-from shared.registry_meta import method_label  # noqa: E402
+from shared.registry_meta import method_label, method_year  # noqa: E402
 from shared.runtime import pick_device
 from shared.results import ResultRecord, provenance, write_records  # noqa: E402
 
@@ -116,9 +123,44 @@ def leaderboard_figure(records: list[ResultRecord], metrics: list[str], path: Pa
     plt.close(fig)
 
 
+def find_equalities(map_paths: list[str]) -> list[Equality]:
+    """Per model, the methods whose maps equal another's (:func:`equal_methods`), methods in the
+    registry's order of papers by year then name, so the earlier published method is the one named."""
+    by_model: dict[str, dict[str, Path]] = {}
+    for path in map_paths:
+        p = Path(path)
+        by_model.setdefault(p.parent.name, {})[p.stem] = p
+    found: list[Equality] = []
+    for model, paths in sorted(by_model.items()):
+        order = sorted(paths, key=lambda m: (method_year(m), m))
+        found += equal_methods(model, {m: load_maps(paths[m])[0] for m in order})
+    return found
+
+
+def equalities_section(equalities: list[Equality]) -> str:
+    """Markdown naming the rows the table leaves out because they repeat another method's maps."""
+    if not equalities:
+        return ""
+    lines = [
+        "",
+        "## Equal by construction on these models",
+        "",
+        "These methods give the same maps as the one named, up to a positive factor per image, so the table lists "
+        "them once (`shared.pipeline.equal_maps`; largest difference of per-image max-normalised maps shown). "
+        "Their records stay in `leaderboard.csv` and `leaderboard.json`.",
+        "",
+        "| model | method | same maps as | max difference |",
+        "|---|---|---|---|",
+    ]
+    for e in equalities:
+        lines.append(f"| {e.model} | {method_label(e.method)} | {method_label(e.same_as)} | {e.max_diff:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--maps", nargs="*", default=[], help="the scored methods' maps (data/maps/<model>/<method>.safetensors)")
     p.add_argument("--out", required=True, help="leaderboard.md (csv, png and json beside it)")
     p.add_argument("--config-json", required=True)
     args = p.parse_args(argv)
@@ -136,10 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     write_records(records, out.with_suffix(".json"))
     sections = ["# Leaderboard", "", "Every method on every model it applies to, on the common metrics (see `docs/ARCHITECTURE.md`).", ""]
-    md, csv_text = table.render(records, COMMON_METRICS, None, None, None)
-    write_text(out, "\n".join(sections) + "\n" + md)  # a blank line: a Markdown table cannot interrupt a paragraph
+    equalities = find_equalities(args.maps)
+    hidden = {(e.model, e.method) for e in equalities}
+    shown = [r for r in records if (r.model, r.method) not in hidden]
+    md, _ = table.render(shown, COMMON_METRICS, None, None, None)
+    _, csv_text = table.render(records, COMMON_METRICS, None, None, None)
+    distinct = sorted({r.method for r in shown})
+    sections.append(f"{len(distinct)} distinct methods (identical maps on a model counted once, block variants not listed).")
+    sections.append("")
+    write_text(out, "\n".join(sections) + "\n" + md + equalities_section(equalities))  # a blank line: a Markdown table cannot interrupt a paragraph
     write_text(out.with_suffix(".csv"), csv_text)
-    leaderboard_figure(records, COMMON_METRICS, out.with_suffix(".png"), score_of)
+    leaderboard_figure(shown, COMMON_METRICS, out.with_suffix(".png"), score_of)
     return 0
 
 
