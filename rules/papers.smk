@@ -15,16 +15,21 @@ def _rule_of(paper: str, name: str) -> str:
 
 for _pid, _plan in sorted(PAPER_PLANS.items()):
 
+    # the results-kind tables are written by the results job itself (they read only its records)
+    _results_tables = [t for t in _plan.tables if t["kind"] == "results"]
+
     rule:
         name:
             _rule_of(_pid, f"{_pid}_results")
         input:
             _plan.scores,
         output:
-            _plan.results,
+            results=_plan.results,
+            tables=[in_report(t["file"]) for t in _results_tables],
         params:
             cfg=lambda wc: results_cfg(),
             paper=_pid,
+            tables=cfg_json([{"file": t["file"], "metrics": t["metrics"], "methods": t["methods"]} for t in _results_tables]),
         log:
             f"logs/papers/{_pid}/results.log",
         benchmark:
@@ -32,33 +37,11 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
         resources:
             **budget(f"{_pid}_results"),
         shell:
-            "python -m shared.pipeline.results --paper {params.paper} --scores {input} --out {output} "
-            "--config-json {params.cfg} > {log} 2>&1"
+            "python -m shared.pipeline.results --paper {params.paper} --scores {input} --out {output.results} "
+            "--config-json {params.cfg} --tables-json {params.tables} > {log} 2>&1"
 
     for _table in _plan.tables:
-        if _table["kind"] == "results":
-
-            rule:
-                name:
-                    _rule_of(_pid, f"{_pid}_table_{_table['id']}")
-                input:
-                    _plan.results,
-                output:
-                    in_report(_table["file"]),
-                params:
-                    metrics=",".join(_table["metrics"]),
-                    methods=",".join(_table["methods"]),
-                log:
-                    f"logs/papers/{_pid}/table_{_table['id']}.log",
-                benchmark:
-                    bench(f"{_pid}_table_{_table['id']}")
-                resources:
-                    **budget(f"{_pid}_table_{_table['id']}"),
-                shell:
-                    "python -m shared.pipeline.table --results {input} --metrics {params.metrics} "
-                    "--methods {params.methods} --out {output} > {log} 2>&1"
-
-        else:
+        if _table["kind"] != "results":
 
             rule:
                 name:

@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
+from shared.atomic import write_text
 from shared.metrics import bootstrap_max_of_means
+from shared.pipeline import table
 from shared.runtime import pick_device
 from shared.results import Provenance, ResultRecord, provenance, read_records, record_from_values, result_key, write_records
 
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scores", nargs="+", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--config-json", required=True, help="seed, device, eval section and config_sha256")
+    p.add_argument(
+        "--tables-json",
+        default="[]",
+        help='the paper\'s results tables, written from these records in the same job: [{"file", "metrics", "methods"}]',
+    )
     args = p.parse_args(argv)
     cfg = json.loads(args.config_json)
     # the device the numbers were computed on, not the config's "auto"
@@ -69,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         scores = json.loads(Path(path).read_text())
         records.extend(records_from_scores(scores, prov, cfg["eval"]["bootstrap"], cfg["eval"]["ci"], cfg.get("seed", 0)))
     write_records(records, args.out)
+    # the tables read nothing but these records (as written, rounded): one job, not one process per table
+    written = read_records(args.out) if json.loads(args.tables_json) else []
+    for spec in json.loads(args.tables_json):
+        md, table_csv = table.render(written, list(spec["metrics"]), list(spec["methods"]) or None, None, None)
+        write_text(spec["file"], md)
+        write_text(Path(spec["file"]).with_suffix(".csv"), table_csv)
     return 0
 
 
