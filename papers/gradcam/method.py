@@ -7,34 +7,20 @@ of class c before the softmax (any differentiable target here: a logit or a simi
     L^c_Grad-CAM = ReLU(Σ_k α_k^c A^k)                  (Eq. 2)
     Guided Grad-CAM = guided back-propagation ⊙ upsample(L^c_Grad-CAM)   (Sec. 3.2)
 
+Guided back-propagation itself is its own paper's method (papers/guided_backprop/method.py,
+Springenberg et al. 2015), imported here; its names stay importable from this module.
+
 The authors' Lua code sums the gradients over positions instead of averaging them; that only
 rescales every map by Z and changes no ranking, normalised map or metric used here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
-from torch import nn
 
-from shared.explain import CAMExplainer, Explainer, Target, check_images, frozen, register_method
+from papers.guided_backprop.method import check_guided_backprop_applies, guided_backprop, guided_relus
+from shared.explain import CAMExplainer, Explainer, Target, register_method
 from shared.models.adapter import ModelAdapter
-
-# Activation modules that make guided back-propagation undefined in its original sense (it
-# is a rule for the ReLU's backward pass only).
-NON_RELU_ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.GELU,
-    nn.SiLU,
-    nn.ELU,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.Hardswish,
-    nn.Mish,
-    nn.Tanh,
-    nn.Sigmoid,
-)
 
 
 @register_method("gradcam", blocks=True)
@@ -46,71 +32,6 @@ class GradCAM(CAMExplainer):
     def weights(self, A: torch.Tensor, G: torch.Tensor | None) -> torch.Tensor:
         assert G is not None  # needs_gradients is True: the base class always passes G
         return G.mean(dim=(2, 3))  # Eq. (1): α_k = 1/Z Σ_ij ∂y/∂A^k_ij
-
-
-class _PositiveGradient(torch.autograd.Function):
-    """Identity forward; backward passes only the positive part of the incoming gradient.
-
-    Placed on a ReLU's *output*, the ReLU's own backward then multiplies by 1[input > 0], so
-    the gradient reaching the ReLU's input is 1[x > 0] · max(g, 0): the guided rule
-    (Springenberg et al. 2015), with no change to the forward pass.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return grad.clamp_min(0)
-
-
-def check_guided_backprop_applies(model: nn.Module, model_name: str = "model") -> list[nn.ReLU]:
-    """The model's ReLU modules; a clear error where guided back-propagation is not defined."""
-    others = sorted({type(m).__name__ for m in model.modules() if isinstance(m, NON_RELU_ACTIVATIONS)})
-    if others:
-        raise ValueError(
-            f"guided back-propagation is defined for ReLU networks only, but {model_name!r} uses "
-            f"{', '.join(others)}; use plain Grad-CAM (method 'gradcam') on this model"
-        )
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    if not relus:
-        raise ValueError(
-            f"{model_name!r} has no nn.ReLU modules: guided back-propagation needs its ReLUs as "
-            f"modules (functional F.relu calls cannot be hooked); use 'gradcam' instead"
-        )
-    return relus
-
-
-@contextmanager
-def guided_relus(model: nn.Module, model_name: str = "model") -> Iterator[int]:
-    """Make every ``nn.ReLU`` of ``model`` back-propagate the guided way, for the block only.
-
-    Forward hooks wrap each ReLU output in :class:`_PositiveGradient`; this works for in-place
-    ReLUs too (the hook sees the final output tensor). The hooks are removed on exit, also on
-    error. Yields the number of ReLUs made guided.
-    """
-    relus = check_guided_backprop_applies(model, model_name)
-    handles = [r.register_forward_hook(lambda mod, inp, out: _PositiveGradient.apply(out)) for r in relus]
-    try:
-        yield len(relus)
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def guided_backprop(adapter: ModelAdapter, images: torch.Tensor, target: Target) -> torch.Tensor:
-    """Guided back-propagation: (B, 3, H, W) gradient of the target w.r.t. the [0, 1] images.
-
-    Parameters are frozen (no parameter gradient is computed); scores of different images are
-    independent in eval mode, so the gradient of their sum is each image's own gradient.
-    """
-    check_images(images, adapter)
-    x = images.detach().clone().requires_grad_(True)
-    with frozen(adapter), guided_relus(adapter.model, adapter.name), torch.enable_grad():
-        scores = target(adapter(x))
-        (grad,) = torch.autograd.grad(scores.sum(), x)
-    return grad
 
 
 @register_method("guided_gradcam", kinds=["cnn"])

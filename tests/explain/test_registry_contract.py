@@ -84,7 +84,13 @@ BATCH_TOLERANCE = {"naflow": 1e-2, "normgrad_combined_product": 5e-2}
 # Constructor arguments that keep the contract check cheap for methods whose cost is a number
 # of forward passes (the paper's defaults stay the registered ones; the workflow's profiles set
 # theirs in config methods:). Never a setting that changes what the method computes per pass.
-CHEAP_SETTINGS: dict[str, dict] = {}
+CHEAP_SETTINGS: dict[str, dict] = {
+    # path / noise methods: a few points per image (the per-point computation is unchanged)
+    "integrated_gradients": {"steps": 4},
+    "smoothgrad": {"samples": 4},
+    "smoothgrad_sq": {"samples": 4},
+    "vargrad": {"samples": 4},
+}
 
 
 def _needs_training_data(name: str) -> bool:
