@@ -84,7 +84,11 @@ BATCH_TOLERANCE = {"naflow": 1e-2, "normgrad_combined_product": 5e-2}
 # Constructor arguments that keep the contract check cheap for methods whose cost is a number
 # of forward passes (the paper's defaults stay the registered ones; the workflow's profiles set
 # theirs in config methods:). Never a setting that changes what the method computes per pass.
-CHEAP_SETTINGS: dict[str, dict] = {}
+CHEAP_SETTINGS: dict[str, dict] = {
+    # B·C masked / ablated copies either way: one chunk for all of them (max_batch only sets memory)
+    "scorecam": {"max_batch": 2048},
+    "ablationcam": {"max_batch": 2048},
+}
 
 
 def _needs_training_data(name: str) -> bool:
