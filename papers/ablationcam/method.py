@@ -61,11 +61,14 @@ class AblationCAM(Explainer):
         self,
         adapter: ModelAdapter,
         layer: str | None = None,
-        max_batch: int = 256,
+        max_batch: int = 1024,
         prefix_once: bool | Literal["auto"] = "auto",
         denominator: Literal["abs", "signed"] = "abs",
     ) -> None:
-        """``max_batch``: ablated copies per forward (memory, not results); ``prefix_once`` and
+        """``max_batch``: ablated copies per forward (memory, not results; with the shortcut each
+        chunk reruns the network below the layer on its images, so fewer, larger chunks are
+        faster; a row is one copy of the layer's output, or of the image on the full path);
+        ``prefix_once`` and
         ``denominator``: see the module docstring."""
         super().__init__(adapter, layer)
         if int(max_batch) < 1:
