@@ -90,6 +90,9 @@ CHEAP_SETTINGS: dict[str, dict] = {
     "smoothgrad": {"samples": 4},
     "smoothgrad_sq": {"samples": 4},
     "vargrad": {"samples": 4},
+    # B·C masked / ablated copies either way: one chunk for all of them (max_batch only sets memory)
+    "scorecam": {"max_batch": 2048},
+    "ablationcam": {"max_batch": 2048},
 }
 
 
