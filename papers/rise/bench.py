@@ -7,7 +7,7 @@ time, and the saliency of *every* class by one matmul, of which the target's row
 use the same masks, so the maps must agree to float32 rounding.
 
 timm ``resnet18``, random init (seed 0), 10 classes, 224 px, N = 256 masks, batch 2 (512
-forwards); quick: 64 px, N = 32 (64 forwards), no warm-up. 2 threads.
+forwards); quick: 64 px, N = 32 (64 forwards), no warm-up. 2 threads; the three calls take turns in each repeat (medians of 3).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from papers.rise.method import RISE
-from papers.zeiler_fergus.bench import bare_forward, resnet18_adapter
+from papers.zeiler_fergus.bench import bare_forward, interleaved_times, resnet18_adapter
 from shared.bench import machine_info, register_benchmark, time_call
 from shared.explain import ClassTarget
 from shared.models.adapter import ModelAdapter
@@ -48,7 +48,7 @@ def bench_rise(quick: bool = False) -> dict[str, Any]:
     torch.set_num_threads(2)
     try:
         size, n_masks, batch = (64, 32, 2) if quick else (224, 256, 2)
-        repeats, warmup = (1, 0) if quick else (2, 1)
+        repeats, warmup = (1, 0) if quick else (3, 1)
         max_batch, p1 = 64, 0.5
         adapter = resnet18_adapter()
         gen = torch.Generator().manual_seed(size)
@@ -59,9 +59,15 @@ def bench_rise(quick: bool = False) -> dict[str, Any]:
         t_masks = time_call(lambda: ours.masks(size, size)(torch.arange(n_masks)), repeats=1, warmup=0)
         masks = ours.masks(size, size)(torch.arange(n_masks)).float()  # the same masks for the reference
 
-        t_forward = time_call(lambda: bare_forward(adapter, n_masks * batch, size, max_batch), repeats=repeats, warmup=warmup)
-        t_ours = time_call(lambda: ours(images, target), repeats=repeats, warmup=warmup)
-        t_theirs = time_call(lambda: authors_rise(adapter, masks, images, p1, max_batch), repeats=repeats, warmup=warmup)
+        times = interleaved_times(
+            {
+                "forward": lambda: bare_forward(adapter, n_masks * batch, size, max_batch),
+                "ours": lambda: ours(images, target),
+                "authors": lambda: authors_rise(adapter, masks, images, p1, max_batch),
+            },
+            repeats, warmup,
+        )
+        t_forward, t_ours, t_theirs = times["forward"], times["ours"], times["authors"]
         ours_maps = ours(images, target)
         their_maps = authors_rise(adapter, masks, images, p1, max_batch)[torch.arange(batch), labels]
         return {

@@ -5,11 +5,13 @@ and score (the class probability), and the same maps.
 
 timm ``resnet18``, random init (seed 0), 10 classes; batch 2 at 224 px with a 56 px window and
 stride 28 (7 × 7 = 49 windows, 100 forwards: the default 28 / 14 px has 225 windows, 452
-forwards, minutes on 2 threads); quick: 64 px, window and stride 16 (16 windows, no warm-up). 2 threads.
+forwards, minutes on 2 threads); quick: 64 px, window and stride 16 (16 windows, no warm-up). 2 threads; the three calls take turns in each repeat (medians of 3).
 """
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,6 +39,19 @@ def bare_forward(adapter: ModelAdapter, rows: int, size: int, max_batch: int) ->
             adapter(chunk[: min(max_batch, rows - start)])
 
 
+def interleaved_times(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
+    """Median seconds of each call, the calls taking turns in every repeat: on a shared machine
+    whose load drifts, each ratio then compares runs made under the same load."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            times[name].append(time_call(fn, repeats=1, warmup=0))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 @register_benchmark("occlusion_speed")
 def bench_occlusion(quick: bool = False) -> dict[str, Any]:
     """Occlusion (ours) vs a bare forward of the same images vs captum's Occlusion."""
@@ -48,7 +63,7 @@ def bench_occlusion(quick: bool = False) -> dict[str, Any]:
         size, window, stride, batch = (64, 16, 16, 2) if quick else (224, 56, 28, 2)
         max_batch = 64
         per_eval = max_batch // batch  # captum evaluates per_eval occlusions × batch images at once
-        repeats, warmup = (1, 0) if quick else (2, 1)
+        repeats, warmup = (1, 0) if quick else (3, 1)
         adapter = resnet18_adapter()
         gen = torch.Generator().manual_seed(size)
         images = torch.rand(batch, 3, size, size, generator=gen)
@@ -67,9 +82,11 @@ def bench_occlusion(quick: bool = False) -> dict[str, Any]:
                     baselines=grey, target=labels, perturbations_per_eval=per_eval,
                 )
 
-        t_forward = time_call(lambda: bare_forward(adapter, rows, size, max_batch), repeats=repeats, warmup=warmup)
-        t_ours = time_call(lambda: ours(images, target), repeats=repeats, warmup=warmup)
-        t_theirs = time_call(theirs, repeats=repeats, warmup=warmup)
+        times = interleaved_times(
+            {"forward": lambda: bare_forward(adapter, rows, size, max_batch), "ours": lambda: ours(images, target), "captum": theirs},
+            repeats, warmup,
+        )
+        t_forward, t_ours, t_theirs = times["forward"], times["ours"], times["captum"]
         ours_maps, their_maps = ours(images, target), theirs()[:, 0]
         return {
             "model": "timm resnet18, random init (seed 0), 10 classes; score: class probability",
