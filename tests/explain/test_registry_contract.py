@@ -93,6 +93,8 @@ CHEAP_SETTINGS: dict[str, dict] = {
     # B·C masked / ablated copies either way: one chunk for all of them (max_batch only sets memory)
     "scorecam": {"max_batch": 2048},
     "ablationcam": {"max_batch": 2048},
+    "occlusion": {"window": 16, "stride": 8},  # 3 × 3 windows on the 32 px zoo images
+    "rise": {"n_masks": 24, "max_batch": 64},
 }
 
 
