@@ -35,6 +35,8 @@ from shared.models.adapter import ModelAdapter
 
 pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+from tiny_zoo import SIZE
+from tiny_zoo import ZOO as TINY_ZOO
 
 
 class TwoConv(nn.Module):
@@ -263,12 +265,7 @@ def test_layercam_fusion_is_tanh_scaled_maximum_of_the_layer_maps():
 
 # -- XGrad-CAM and HiResCAM equal Grad-CAM before GAP + linear, and differ elsewhere -------------
 
-SIZE = 32
-ZOO = {
-    "resnet": {"arch": "resnet_small", "task": "classifier"},
-    "plaincnn": {"arch": "vgg_small", "task": "classifier"},
-    "vit": {"arch": "vit_small_shapes", "task": "classifier", "arch_kwargs": {"img_size": SIZE}},
-}
+ZOO = {role: TINY_ZOO[role] for role in ("resnet", "plaincnn", "vit")}
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,10 @@ from shared.explain.pair import PairTarget
 from shared.explain.registry import MethodNotApplicable
 from shared.models import build_adapter
 from shared.models.adapter import ModelAdapter
+from tiny_zoo import SIZE
+from tiny_zoo import ZOO as TINY_ZOO
 
-SIZE = 32
-ZOO = {
-    "resnet": {"arch": "resnet_small", "task": "classifier"},
-    "plaincnn": {"arch": "vgg_small", "task": "classifier"},
-    "embed_cosine": {"arch": "resnet_small", "task": "embedding", "metric": "cosine", "embedding_dim": 8},
-    "embed_euclidean": {"arch": "resnet_small", "task": "embedding", "metric": "euclidean", "embedding_dim": 8},
-}
+ZOO = {role: TINY_ZOO[role] for role in ("resnet", "plaincnn", "embed_cosine", "embed_euclidean")}
 
 
 class Scored(nn.Module):

@@ -29,25 +29,13 @@ from shared.explain import ClassTarget, SimilarityTarget, build_explainer
 from shared.explain.pair import PairTarget
 from shared.models import build_adapter
 from shared.models.adapter import ModelAdapter
+from tiny_zoo import SIZE, ZOO
+from tiny_zoo import role as tiny_role
 
-SIZE = 32
-ZOO = {
-    "resnet": {"arch": "resnet_small", "task": "classifier"},
-    "plaincnn": {"arch": "vgg_small", "task": "classifier"},
-    "vit": {"arch": "vit_small_shapes", "task": "classifier", "arch_kwargs": {"img_size": SIZE}},
-    "embed_cosine": {"arch": "resnet_small", "task": "embedding", "metric": "cosine", "embedding_dim": 8},
-    "embed_euclidean": {"arch": "resnet_small", "task": "embedding", "metric": "euclidean", "embedding_dim": 8},
-}
 
 
 def role(name: str):
-    torch.manual_seed(0)
-    adapter = build_adapter(name, ZOO[name], ["a", "b", "c", "d"]).explain_mode()
-    g = torch.Generator().manual_seed(1)
-    images = torch.rand(2, 3, SIZE, SIZE, generator=g)
-    if adapter.task == "classifier":
-        return adapter, images, ClassTarget([0, 3])
-    return adapter, images, PairTarget.from_images(adapter, torch.rand(2, 3, SIZE, SIZE, generator=g))
+    return tiny_role(name, n_images=2, labels=(0, 3))
 
 
 class SmoothNet(nn.Module):

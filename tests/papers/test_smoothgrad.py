@@ -29,26 +29,10 @@ from papers.smoothgrad.method import SmoothGrad, noise_draws
 from shared.explain import ClassTarget, build_explainer
 from shared.explain.pair import PairTarget
 from shared.models import build_adapter
+from tiny_zoo import SIZE, ZOO, role
 
-SIZE = 32
-ZOO = {
-    "resnet": {"arch": "resnet_small", "task": "classifier"},
-    "plaincnn": {"arch": "vgg_small", "task": "classifier"},
-    "vit": {"arch": "vit_small_shapes", "task": "classifier", "arch_kwargs": {"img_size": SIZE}},
-    "embed_cosine": {"arch": "resnet_small", "task": "embedding", "metric": "cosine", "embedding_dim": 8},
-    "embed_euclidean": {"arch": "resnet_small", "task": "embedding", "metric": "euclidean", "embedding_dim": 8},
-}
 N = 6
 
-
-def role(name: str, n_images: int = 3):
-    torch.manual_seed(0)
-    adapter = build_adapter(name, ZOO[name], ["a", "b", "c", "d"]).explain_mode()
-    g = torch.Generator().manual_seed(1)
-    images = torch.rand(n_images, 3, SIZE, SIZE, generator=g)
-    if adapter.task == "classifier":
-        return adapter, images, ClassTarget([0, 1, 3][:n_images])
-    return adapter, images, PairTarget.from_images(adapter, torch.rand(n_images, 3, SIZE, SIZE, generator=g))
 
 
 @pytest.mark.parametrize("name", list(ZOO))

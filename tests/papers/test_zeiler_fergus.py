@@ -34,17 +34,13 @@ from shared.explain.pair import PairTarget
 from shared.explain.registry import MethodNotApplicable
 from shared.models import build_adapter
 from shared.models.adapter import ModelAdapter
+from tiny_zoo import ZOO as TINY_ZOO
 
 captum_attr = pytest.importorskip("captum.attr")
 
 CLASSES = ["a", "b", "c", "d"]
 SIZE = 32  # (32 − 10) / 4 = 5.5: the last window is cut off at the border
-ZOO = {
-    "resnet": {"arch": "resnet_small", "task": "classifier"},
-    "plaincnn": {"arch": "vgg_small", "task": "classifier"},
-    "vit": {"arch": "vit_small_shapes", "task": "classifier", "arch_kwargs": {"img_size": SIZE}},
-    "embed_cosine": {"arch": "resnet_small", "task": "embedding", "metric": "cosine", "embedding_dim": 8},
-}
+ZOO = {role: TINY_ZOO[role] for role in ("resnet", "plaincnn", "vit", "embed_cosine")}
 
 
 @pytest.fixture(scope="module")
