@@ -22,6 +22,7 @@ import torch
 
 from shared import REPO_ROOT
 from shared.atomic import write_text
+from shared.models.adapter import ModelAdapter
 from shared.results import dumps
 
 BenchmarkFn = Callable[[bool], dict[str, Any]]
@@ -179,3 +180,36 @@ def bench_deletion_insertion(quick: bool = False) -> dict[str, Any]:
         "repeats": repeats,
         "machine": machine_info(device),
     }
+
+
+# Helpers the papers' benchmarks share (a paper's bench imports no other paper).
+
+
+def resnet18_adapter(seed: int = 0) -> ModelAdapter:
+    """timm resnet18 with seeded random weights (10 classes) behind an ImageNet-normalising adapter."""
+    import timm
+
+    torch.manual_seed(seed)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=10).eval()
+    return ModelAdapter(model, "cnn", "classifier", "layer4", name="resnet18").explain_mode()
+
+
+def bare_forward(adapter: ModelAdapter, rows: int, size: int, max_batch: int) -> None:
+    """``rows`` images through the model, ``max_batch`` at a time, no grad: the cost floor."""
+    chunk = torch.rand(min(rows, max_batch), 3, size, size)
+    with torch.no_grad():
+        for start in range(0, rows, max_batch):
+            adapter(chunk[: min(max_batch, rows - start)])
+
+
+def interleaved_times(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
+    """Median seconds of each call, the calls taking turns in every repeat: on a shared machine
+    whose load drifts, each ratio then compares runs made under the same load."""
+    for _ in range(warmup):
+        for fn in calls.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            times[name].append(time_call(fn, repeats=1, warmup=0))
+    return {name: statistics.median(ts) for name, ts in times.items()}

@@ -16,17 +16,8 @@ from typing import Any
 
 import torch
 
-from shared.bench import machine_info, register_benchmark, time_call
+from shared.bench import machine_info, register_benchmark, resnet18_adapter, time_call
 from shared.explain import ClassTarget, build_explainer, frozen
-from shared.models.adapter import ModelAdapter
-
-
-def _resnet18(seed: int = 0) -> ModelAdapter:
-    import timm
-
-    torch.manual_seed(seed)
-    model = timm.create_model("resnet18", pretrained=False, num_classes=10).eval()
-    return ModelAdapter(model, "cnn", "classifier", "layer4", name="resnet18").explain_mode()
 
 
 @register_benchmark("integrated_gradients_speed")
@@ -39,7 +30,7 @@ def bench_integrated_gradients(quick: bool = False, threads: int = 2) -> dict[st
     try:
         size, batch, steps = (64, 2, 4) if quick else (224, 2, 16)
         repeats = 2 if quick else 3
-        adapter = _resnet18()
+        adapter = resnet18_adapter()
         gen = torch.Generator().manual_seed(0)
         images = torch.rand(batch, 3, size, size, generator=gen)
         target = ClassTarget(torch.randint(0, 10, (batch,), generator=gen))

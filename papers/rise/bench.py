@@ -17,8 +17,7 @@ from typing import Any
 import torch
 
 from papers.rise.method import RISE
-from papers.zeiler_fergus.bench import bare_forward, interleaved_times, resnet18_adapter
-from shared.bench import machine_info, register_benchmark, time_call
+from shared.bench import bare_forward, interleaved_times, machine_info, register_benchmark, resnet18_adapter, time_call
 from shared.explain import ClassTarget
 from shared.models.adapter import ModelAdapter
 

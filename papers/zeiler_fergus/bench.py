@@ -10,46 +10,13 @@ forwards, minutes on 2 threads); quick: 64 px, window and stride 16 (16 windows,
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from papers.zeiler_fergus.method import Occlusion
-from shared.bench import machine_info, register_benchmark, time_call
+from shared.bench import bare_forward, interleaved_times, machine_info, register_benchmark, resnet18_adapter
 from shared.explain import ClassTarget
-from shared.models.adapter import ModelAdapter
-
-
-def resnet18_adapter(seed: int = 0) -> ModelAdapter:
-    """timm resnet18 with seeded random weights (10 classes) behind an ImageNet-normalising adapter."""
-    import timm
-
-    torch.manual_seed(seed)
-    model = timm.create_model("resnet18", pretrained=False, num_classes=10).eval()
-    return ModelAdapter(model, "cnn", "classifier", "layer4", name="resnet18").explain_mode()
-
-
-def bare_forward(adapter: ModelAdapter, rows: int, size: int, max_batch: int) -> None:
-    """``rows`` images through the model, ``max_batch`` at a time, no grad: the cost floor."""
-    chunk = torch.rand(min(rows, max_batch), 3, size, size)
-    with torch.no_grad():
-        for start in range(0, rows, max_batch):
-            adapter(chunk[: min(max_batch, rows - start)])
-
-
-def interleaved_times(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, float]:
-    """Median seconds of each call, the calls taking turns in every repeat: on a shared machine
-    whose load drifts, each ratio then compares runs made under the same load."""
-    for _ in range(warmup):
-        for fn in calls.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, fn in calls.items():
-            times[name].append(time_call(fn, repeats=1, warmup=0))
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 @register_benchmark("occlusion_speed")
