@@ -19,17 +19,7 @@ from shared.explain.pair import PairTarget
 from shared.explain.registry import MethodNotApplicable, registered
 from shared.models import build_adapter
 from shared.registry_meta import method_table
-
-SIZE = 32
-CLASSES = ["a", "b", "c", "d"]
-# The zoo's roles at a tiny size: the same architectures and adapters as the benchmark's models.
-ZOO = {
-    "resnet": {"arch": "resnet_small", "task": "classifier"},
-    "plaincnn": {"arch": "vgg_small", "task": "classifier"},
-    "vit": {"arch": "vit_small_shapes", "task": "classifier", "arch_kwargs": {"img_size": SIZE}},
-    "embed_cosine": {"arch": "resnet_small", "task": "embedding", "metric": "cosine", "embedding_dim": 8},
-    "embed_euclidean": {"arch": "resnet_small", "task": "embedding", "metric": "euclidean", "embedding_dim": 8},
-}
+from tiny_zoo import CLASSES, SIZE, ZOO
 
 
 def _all_methods() -> list[str]:

@@ -1,5 +1,5 @@
 """The zoo's roles at a tiny size, seeded: the same architectures and adapters as the benchmark's
-models (as tests/explain/test_registry_contract.py builds them), for the baselines' reference tests."""
+models, for the method contract (tests/explain) and the baselines' reference tests (tests/papers)."""
 
 from __future__ import annotations
 
