@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 
 
@@ -108,6 +107,10 @@ def paired_comparison(
     if torch.all(diff == 0):
         p = 1.0
     else:
+        # imported here: scipy.stats takes ~1 s, which every job importing shared.metrics (results,
+        # explain, steps) would pay, though only paired comparisons use it
+        from scipy import stats
+
         p = float(stats.wilcoxon(diff.numpy(), zero_method="wilcox", alternative="two-sided").pvalue)
     return PairedComparison(difference=interval, wilcoxon_p=p, n=a.shape[0])
 

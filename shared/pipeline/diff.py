@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.metrics import bootstrap_ci, kendall_tau_b, paired_comparison, spearman, top_k_overlap  # noqa: E402
-from shared.pipeline.io import load_maps, write_json  # noqa: E402
+from shared.pipeline.map_files import load_maps, write_json  # noqa: E402
 from shared.pipeline.table import LOWER_IS_BETTER  # noqa: E402
 from shared.registry_meta import method_label  # noqa: E402
 

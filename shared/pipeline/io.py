@@ -7,20 +7,19 @@ for a positive reference: for query row i, the next test row of the same class (
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from shared.atomic import atomic_write, write_text  # write_text is re-exported (figures import it from here)
+from shared.atomic import write_text  # noqa: F401  (re-exported: figures import it from here)
 from shared.data import SplitTensors, load_split, read_meta
 from shared.explain import ClassTarget, Target
 from shared.explain.pair import PairTarget
 from shared.models import ModelAdapter, load_checkpoint
 from shared.models.checkpoint import read_sidecar
+from shared.pipeline.map_files import load_maps, save_maps, write_json  # noqa: F401  (re-exported: steps import them from here)
 
 
 @dataclass
@@ -71,25 +70,3 @@ def eval_batch(model_path: str | Path, dataset_dir: str | Path, n_images: int, d
     # decomposition methods (SFAM, SimNet, Zhu et al.) need for the reference's feature map
     target = PairTarget.from_images(adapter, ref_images)
     return EvalBatch(adapter, split, images, target, ref, ref_images, dataset)
-
-
-def save_maps(path: str | Path, maps: torch.Tensor, meta: dict[str, Any]) -> None:
-    """Write (N, H, W) maps with their metadata (method, model, dataset) atomically."""
-    tensors = {"maps": maps.detach().float().cpu().contiguous()}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata={"meta": json.dumps(meta, sort_keys=True)}))
-
-
-def load_maps(path: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Read maps written by :func:`save_maps`."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("meta", "{}"))
-    return load_file(str(path))["maps"], meta
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically, with stable key order (diff-friendly, byte-stable)."""
-    from shared.results import dumps
-
-    write_text(path, dumps(obj))  # sorted keys, rounded floats: byte-stable and diff-friendly

@@ -26,7 +26,7 @@ from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.pipeline import table  # noqa: E402
 from shared.pipeline.equal_maps import Equality, equal_methods  # noqa: E402
-from shared.pipeline.io import load_maps  # noqa: E402
+from shared.pipeline.map_files import load_maps  # noqa: E402
 from shared.pipeline.results import records_from_scores  # noqa: E402
 from shared.registry_meta import method_label, method_year  # noqa: E402
 from shared.runtime import pick_device

@@ -4,7 +4,7 @@
 import torch
 
 from shared.pipeline.equal_maps import EQUAL_TOLERANCE, equal_methods
-from shared.pipeline.io import save_maps
+from shared.pipeline.map_files import save_maps
 from shared.pipeline.leaderboard import find_equalities, main
 
 
