@@ -186,12 +186,14 @@ def bench_deletion_insertion(quick: bool = False) -> dict[str, Any]:
 
 
 def resnet18_adapter(seed: int = 0) -> ModelAdapter:
-    """timm resnet18 with seeded random weights (10 classes) behind an ImageNet-normalising adapter."""
+    """timm resnet18 with seeded random weights (10 classes) behind an ImageNet-normalising adapter,
+    explaining layer4 (its four stages named as blocks), in explain mode: every benchmark's model."""
     import timm
 
     torch.manual_seed(seed)
     model = timm.create_model("resnet18", pretrained=False, num_classes=10).eval()
-    return ModelAdapter(model, "cnn", "classifier", "layer4", name="resnet18").explain_mode()
+    layers = ["layer1", "layer2", "layer3", "layer4"]
+    return ModelAdapter(model, "cnn", "classifier", "layer4", layers=layers, name="resnet18").explain_mode()
 
 
 def bare_forward(adapter: ModelAdapter, rows: int, size: int, max_batch: int) -> None:

@@ -18,22 +18,13 @@ from typing import Any
 
 import torch
 
-from shared.bench import machine_info, time_call
+from shared.bench import machine_info, resnet18_adapter, time_call
 from shared.explain import ClassTarget, build_explainer
-from shared.models.adapter import ModelAdapter
 
 SETTINGS = ((64, 32), (224, 8))  # (image size, batch)
 
 
-def _resnet18_adapter(seed: int = 0) -> ModelAdapter:
-    import timm
-
-    torch.manual_seed(seed)
-    model = timm.create_model("resnet18", pretrained=False, num_classes=10).eval()
-    return ModelAdapter(model, "cnn", "classifier", "layer4", layers=["layer1", "layer2", "layer3", "layer4"], name="resnet18").eval()
-
-
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def map_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image correlation; 1 where both maps are constant (e.g. both all-zero after ReLU),
     0 where only one is."""
     a = a.flatten(1).double()
@@ -54,7 +45,7 @@ def compare_with_pytorch_grad_cam(method: str, theirs: str, quick: bool = False,
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        adapter = _resnet18_adapter().explain_mode()
+        adapter = resnet18_adapter()
         ours = build_explainer(method, adapter)
         # pytorch-grad-cam runs a full loss.backward(): give it its own copy with trainable parameters
         their_model = copy.deepcopy(adapter.model)
@@ -81,7 +72,7 @@ def compare_with_pytorch_grad_cam(method: str, theirs: str, quick: bool = False,
             t_theirs = time_call(lambda: their_cam(input_tensor=normalised, targets=their_targets), repeats=repeats, warmup=1)
             ours_maps = ours(images, target)
             their_maps = torch.from_numpy(their_cam(input_tensor=normalised, targets=their_targets))
-            corr = _pearson(ours_maps.clamp_min(0), their_maps)
+            corr = map_correlation(ours_maps.clamp_min(0), their_maps)
             figures[f"{size}px_batch{batch}"] = {
                 "forward_s": t_forward,
                 "ours_s": t_ours,

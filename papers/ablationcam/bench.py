@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from papers.ablationcam.method import AblationCAM
-from shared.bench import machine_info, register_benchmark, time_call
-from shared.bench_cam import _pearson, _resnet18_adapter
+from shared.bench import machine_info, register_benchmark, resnet18_adapter, time_call
+from shared.bench_cam import map_correlation
 from shared.explain import ClassTarget
 
 
@@ -32,7 +32,7 @@ def bench_ablationcam(quick: bool = False, threads: int = 2) -> dict[str, Any]:
     torch.set_num_threads(threads)
     try:
         size, batch, repeats = (64, 1, 1) if quick else (224, 2, 3)
-        adapter = _resnet18_adapter().explain_mode()
+        adapter = resnet18_adapter()
         gen = torch.Generator().manual_seed(size)
         images = torch.rand(batch, 3, size, size, generator=gen)
         labels = torch.randint(0, 10, (batch,), generator=gen)
@@ -56,7 +56,7 @@ def bench_ablationcam(quick: bool = False, threads: int = 2) -> dict[str, Any]:
         start = time.perf_counter()
         their_maps = their_cam(input_tensor=normalised, targets=their_targets)
         t_theirs = time.perf_counter() - start  # one run: it reruns the network below layer4 per 32 copies
-        corr = _pearson(ours_signed(images, target), torch.from_numpy(their_maps))
+        corr = map_correlation(ours_signed(images, target), torch.from_numpy(their_maps))
         return {
             "model": "timm resnet18, random init (seed 0), 10 classes, layer4 (512 channels)",
             "setting": f"{size}px_batch{batch}",

@@ -14,21 +14,17 @@ from typing import Any
 import torch
 
 from papers.lrp.method import canonizers
-from shared.bench import machine_info, register_benchmark, time_call
+from shared.bench import machine_info, register_benchmark, resnet18_adapter, time_call
 from shared.explain import ClassTarget, build_explainer
 from shared.models.adapter import ModelAdapter
 
 
 def _resnet18(seed: int = 0) -> ModelAdapter:
-    import timm
-
-    torch.manual_seed(seed)
-    model = timm.create_model("resnet18", pretrained=False, num_classes=10).eval()
-    for m in model.modules():  # as shared.models.build_model: hooks must see unmodified tensors
+    adapter = resnet18_adapter(seed)
+    for m in adapter.model.modules():  # as shared.models.build_model: hooks must see unmodified tensors
         if isinstance(m, torch.nn.ReLU):
             m.inplace = False
-    adapter = ModelAdapter(model, "cnn", "classifier", "layer4", layers=["layer1", "layer2", "layer3", "layer4"], name="resnet18")
-    return adapter.explain_mode()
+    return adapter
 
 
 @register_benchmark("lrp_speed")

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from papers.scorecam.method import ScoreCAM
-from shared.bench import machine_info, register_benchmark, time_call
-from shared.bench_cam import _pearson, _resnet18_adapter
+from shared.bench import machine_info, register_benchmark, resnet18_adapter, time_call
+from shared.bench_cam import map_correlation
 from shared.explain import ClassTarget
 
 
@@ -38,7 +38,7 @@ def bench_scorecam(quick: bool = False, threads: int = 2) -> dict[str, Any]:
         # pytorch-grad-cam's batch (16): at 224 px on CPU a chunk of 16 copies is ~1.5x faster per
         # image than one of 256 (cache), for both sides alike
         max_batch = 16
-        adapter = _resnet18_adapter().explain_mode()
+        adapter = resnet18_adapter()
         gen = torch.Generator().manual_seed(size)
         images = torch.rand(batch, 3, size, size, generator=gen)
         labels = torch.randint(0, 10, (batch,), generator=gen)
@@ -67,7 +67,7 @@ def bench_scorecam(quick: bool = False, threads: int = 2) -> dict[str, Any]:
         start = time.perf_counter()
         their_maps = their_cam(input_tensor=normalised, targets=their_targets)
         t_theirs = time.perf_counter() - start
-        corr = _pearson(ours_maps, torch.from_numpy(their_maps))
+        corr = map_correlation(ours_maps, torch.from_numpy(their_maps))
         return {
             "model": "timm resnet18, random init (seed 0), 10 classes, layer4 (512 channels)",
             "setting": f"{size}px_batch{batch}",
