@@ -26,6 +26,12 @@ if LEADERBOARD_SCORES:
             in_report("reports/leaderboard.csv", "leaderboard", "Every method on every model it applies to: means with 95 % bootstrap CIs."),
             in_report("reports/leaderboard.png", "leaderboard", "The leaderboard as a figure: deletion and insertion one panel per model, each on its own axis (the AUC of that model's own score); every other metric one panel, one colour per model."),
             "reports/leaderboard.json",
+            in_report("reports/metric_agreement.md", "leaderboard", "Agreement between metrics: Kendall τ-b between the orders of the methods that every pair of metrics produces on each model."),
+            in_report("reports/metric_agreement.png", "leaderboard", "Kendall τ-b between every pair of metrics' orders of the methods, one matrix per model (red: the same order, blue: reversed)."),
+            "reports/metric_agreement.json",
+            in_report("reports/definitions.md", "definitions", "One metric, several definitions: the same maps ranked under each library's definition of Average Drop, Increase in Confidence, deletion, insertion, the pointing game and MaxBoxAcc; Kendall τ between the rankings and every pair of methods whose order flips, with paired CIs."),
+            in_report("reports/definitions.png", "definitions", "Each method's rank under each definition of a metric (rank 1 at the top): a line that moves is a method whose standing depends on the definition."),
+            "reports/definitions.json",
         params:
             cfg=lambda wc: results_cfg(),
         log:
@@ -35,7 +41,8 @@ if LEADERBOARD_SCORES:
         resources:
             **budget("leaderboard"),
         shell:
-            "python -m shared.pipeline.leaderboard --scores {input.scores} --maps {input.maps} --out {output[0]} --config-json {params.cfg} > {log} 2>&1"
+            "python -m shared.pipeline.leaderboard --scores {input.scores} --maps {input.maps} --out {output[0]} "
+            "--agreement-out reports/metric_agreement.md --definitions-out reports/definitions.md --config-json {params.cfg} > {log} 2>&1"
 
 
 rule diff:

@@ -304,8 +304,54 @@ def diff_error(methods: Sequence[str], model: str, config: dict, configfile: str
     return None
 
 
+def cmd_diff_definitions(args: argparse.Namespace) -> int:
+    """`repro diff --definitions`: the same maps ranked under every library's definition of a metric.
+
+    Without methods: the leaderboard job's page for the models of ``eval.definitions.models``
+    (every leaderboard method). With methods: their scores on ``--model``, compared here (on a
+    model outside ``eval.definitions.models`` only the definitions every pair is scored under)."""
+    import json as _json
+
+    cfg = _config(args.configfile, project_root())
+    extra = ["--configfile", args.configfile] if args.configfile else []
+    if not args.methods:
+        wanted = (cfg["eval"].get("definitions") or {}).get("models") or []
+        if not wanted:
+            print("error: eval.definitions.models is empty in this config: name the models to score under every definition, "
+                  "or give methods to compare on --model", file=sys.stderr)
+            return 2
+        cmd = [_snakemake(), "--cores", str(args.cores), "reports/definitions.md", *extra]
+        print("+", " ".join(cmd), flush=True)
+        rc = subprocess.call(cmd, cwd=project_root())
+        if rc == 0:
+            print((project_root() / "reports/definitions.md").read_text())
+        return rc
+    if len(args.methods) < 2:
+        print("error: give at least two methods to compare (or none: every leaderboard method)", file=sys.stderr)
+        return 2
+    problem = diff_error(args.methods, args.model, cfg, args.configfile)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    scores = [f"data/scores/{args.model}/{m}.json" for m in args.methods]
+    cmd = [_snakemake(), "--cores", str(args.cores), *scores, *extra]
+    print("+", " ".join(cmd), flush=True)
+    rc = subprocess.call(cmd, cwd=project_root())
+    if rc:
+        return rc
+    from shared.pipeline import definitions
+
+    target = project_root() / "reports" / "diff" / args.model / f"{'+'.join(args.methods)}.definitions.md"
+    rc = definitions.main(["--scores", *[str(project_root() / s) for s in scores], "--out", str(target),
+                           "--config-json", _json.dumps({"seed": cfg["seed"], "eval": cfg["eval"]})])
+    print(target.read_text())
+    return rc
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     """Methods from any papers on one model: snakemake makes their maps and scores, then we compare."""
+    if args.definitions:
+        return cmd_diff_definitions(args)
     if len(args.methods) < 2:
         print("error: give at least two methods to compare", file=sys.stderr)
         return 2
@@ -371,9 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("diff", help="compare methods from any papers on one model (table, paired tests, agreement, plot)")
-    p.add_argument("methods", nargs="+")
+    p.add_argument("methods", nargs="*")
     p.add_argument("--model", default="resnet")
     p.add_argument("--metrics", help="comma-separated metrics (default: the common ones)")
+    p.add_argument(
+        "--definitions",
+        action="store_true",
+        help="rank the methods under every library's definition of each metric (Average Drop, deletion, ...): rank flips, Kendall tau "
+        "(no methods: every leaderboard method on the models of eval.definitions.models)",
+    )
     p.add_argument("-c", "--cores", default=os.cpu_count() or 1)
     p.add_argument("--configfile")
     p.set_defaults(func=cmd_diff)

@@ -119,17 +119,23 @@ def bootstrap_max_of_means(
     hits: Tensor, n_resamples: int = 10_000, ci: float = 0.95, seed: int = 0
 ) -> BootstrapCI:
     """Percentile CI of max_t mean_i hits[i, t] (e.g. MaxBoxAcc: the best threshold is re-chosen
-    in every resample, so the selection's optimism is part of the interval)."""
+    in every resample, so the selection's optimism is part of the interval).
+
+    ``hits`` (N, T, D) — e.g. MaxBoxAccV2's IoU thresholds — gives the mean over d of
+    max_t mean_i hits[i, t, d], the same images resampled for every d.
+    """
     _check_ci(ci, n_resamples)
     h = torch.as_tensor(hits).detach().to(device="cpu", dtype=torch.float64)
-    if h.ndim != 2 or h.shape[0] == 0:
-        raise ValueError(f"hits must be a non-empty (N, T) tensor, got shape {tuple(h.shape)}")
+    if h.ndim not in (2, 3) or h.shape[0] == 0:
+        raise ValueError(f"hits must be a non-empty (N, T) or (N, T, D) tensor, got shape {tuple(h.shape)}")
+    if h.ndim == 2:
+        h = h.unsqueeze(-1)
     n = h.shape[0]
     gen = torch.Generator().manual_seed(seed)
-    per_chunk = max(1, 2**22 // (n * h.shape[1]))
+    per_chunk = max(1, 2**22 // (n * h.shape[1] * h.shape[2]))
     maxima = []
     for start in range(0, n_resamples, per_chunk):
         m = min(per_chunk, n_resamples - start)
         idx = torch.randint(0, n, (m, n), generator=gen)
-        maxima.append(h[idx].mean(1).amax(1))
-    return _interval(float(h.mean(0).max()), torch.cat(maxima), n, ci, n_resamples)
+        maxima.append(h[idx].mean(1).amax(1).mean(-1))
+    return _interval(float(h.mean(0).amax(0).mean()), torch.cat(maxima), n, ci, n_resamples)

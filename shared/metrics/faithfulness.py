@@ -210,6 +210,17 @@ def perturbation_endpoints(
     return colour.expand_as(images).clone(), substrate
 
 
+def normalised_minimum(images: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
+    """Quantus's deletion baseline as a [0, 1] image: each image's minimum over all channels and
+    pixels of the *normalised* input (Quantus 0.6 ``get_baseline_dict``: ``"black": arr.min()``,
+    PixelFlipping's default ``perturb_baseline``), mapped back through the normalisation, so the
+    model sees that one value everywhere. Shape of ``images``."""
+    colour = _mean_colour(images, mean)
+    scale = _mean_colour(images, std)
+    lowest = ((images - colour) / scale).amin(dim=(1, 2, 3), keepdim=True)
+    return (colour + lowest * scale).expand_as(images).clone()
+
+
 def deletion(
     maps: Tensor,
     images: Tensor,
@@ -326,16 +337,19 @@ def perturbation_curve_reference(
 
 @dataclass(frozen=True)
 class DropIncrease:
-    """Per-image Average Drop (``drop``) and Increase in Confidence (``increase``), in per cent.
+    """Per-image Average Drop (``drop``), Increase in Confidence (``increase``) and Average Gain
+    (``gain``), in per cent.
 
     The dataset values of Chattopadhyay et al. are the means over images: ``drop.mean()`` and
-    ``increase.mean()``. ``base`` is Y (score on the image), ``masked`` is O.
+    ``increase.mean()``; Average Gain's (Opti-CAM) is ``gain.mean()``. ``base`` is Y (score on
+    the image), ``masked`` is O.
     """
 
     drop: Tensor
     increase: Tensor
     base: Tensor
     masked: Tensor
+    gain: Tensor
 
 
 def _drop_increase(base: Tensor, masked: Tensor) -> DropIncrease:
@@ -347,7 +361,41 @@ def _drop_increase(base: Tensor, masked: Tensor) -> DropIncrease:
         )
     drop = 100.0 * (base - masked).clamp_min(0) / base
     increase = 100.0 * (masked > base).to(torch.float64)
-    return DropIncrease(drop=drop, increase=increase, base=base, masked=masked)
+    return DropIncrease(drop=drop, increase=increase, base=base, masked=masked, gain=average_gain(base, masked))
+
+
+def average_gain(base: Tensor, masked: Tensor) -> Tensor:
+    """Average Gain per image, in per cent (Zhang, Rao, Avrithis & Kijak, Opti-CAM, CVIU 2024,
+    Sec. 5.1: "AG = 100/N Σ max(0, o − p)/(1 − p)", the counterpart of Average Drop that credits
+    a masked image scoring *higher*): AG_i = 100 · max(0, O_i − Y_i) / (1 − Y_i).
+
+    Y (``base``) must be a probability: AG_i is 0 where Y_i = 1 (nothing left to gain; the
+    formula's 0/0), so a saturated image counts as no gain rather than NaN.
+    """
+    if (base > 1).any() or (base < 0).any():
+        raise ValueError("Average Gain divides by 1 - Y: the scores must be probabilities in [0, 1]")
+    room = 1.0 - base
+    gain = (masked - base).clamp_min(0) / room.clamp_min(torch.finfo(room.dtype).tiny)
+    return 100.0 * torch.where(room > 0, gain, torch.zeros_like(gain))
+
+
+MASKINGS = ("image", "normalised")
+"""How a map masks an image for Average Drop / Increase in Confidence / Average Gain:
+``image`` — the [0, 1] image times the map (black where the map is 0; Grad-CAM++'s X ∘ E);
+``normalised`` — the model's normalised input times the map (torch-cam's ``cam * input_tensor``,
+pytorch-grad-cam's ``multiply_tensor_with_cam``): in [0, 1] space mean + map · (x − mean), the
+normalisation mean colour where the map is 0."""
+
+
+def masked_images(images: Tensor, masks: Tensor, masking: str = "image", mean: Sequence[float] | Tensor | None = None) -> Tensor:
+    """``images`` (M,3,H,W) in [0, 1] masked by ``masks`` (M,H,W) as ``masking`` says (:data:`MASKINGS`)."""
+    if masking == "image":
+        return images * masks.unsqueeze(1)
+    if masking == "normalised":
+        colour = _mean_colour(images, mean)
+        # (x - m) / s * map, un-normalised: m + map * (x - m); the std cancels
+        return colour + masks.unsqueeze(1) * (images - colour)
+    raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
 
 
 def keep_top_fraction(normalised: Tensor, keep: float) -> Tensor:
@@ -373,6 +421,8 @@ def average_drop_increase(
     keep: tuple[float, ...] = (1.0,),
     max_batch: int = 256,
     base_scores: Tensor | None = None,
+    masking: str = "image",
+    mean: Sequence[float] | Tensor | None = None,
 ) -> dict[float, DropIncrease]:
     """Average Drop and Increase in Confidence (Chattopadhyay et al., Grad-CAM++, WACV 2018, Sec. 5.1).
 
@@ -388,7 +438,15 @@ def average_drop_increase(
     (AD/IC 100%, 50%, 15%). ``keep = 1.0`` is the original Grad-CAM++ metric. Returns one
     :class:`DropIncrease` per keep fraction. ``score_fn`` must return positive scores (use
     probabilities, as both papers do). ``base_scores``: Y, when already computed.
+
+    ``masking`` (:data:`MASKINGS`): ``"image"`` (default) multiplies the [0, 1] image by the map,
+    as the paper's X ∘ E; ``"normalised"`` multiplies the model's normalised input, as torch-cam
+    and pytorch-grad-cam do (``mean``: the model's normalisation mean, ``ModelAdapter.mean``).
+    The definition variants that differ only in what they divide by are in
+    :mod:`shared.metrics.definitions`.
     """
+    if masking not in MASKINGS:
+        raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
     maps = check_maps(maps)
     images = check_images(images, maps)
     maps = maps.to(images.device)
@@ -406,7 +464,7 @@ def average_drop_increase(
 
     def make_rows(rows: Tensor) -> Tensor:
         img = owners[rows]
-        return images[img] * masks.flatten(0, 1)[rows].unsqueeze(1)
+        return masked_images(images[img], masks.flatten(0, 1)[rows], masking, mean)
 
     masked = score_rows(make_rows, owners, score_fn, max_batch).view(len(keep), b)
     return {float(k): _drop_increase(base, masked[i]) for i, k in enumerate(keep)}

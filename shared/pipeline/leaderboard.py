@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 
 from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
-from shared.pipeline import table  # noqa: E402
+from shared.pipeline import definitions, metric_agreement, table  # noqa: E402
 from shared.pipeline.equal_maps import Equality, equal_methods  # noqa: E402
 from shared.pipeline.map_files import load_maps  # noqa: E402
 from shared.pipeline.results import records_from_scores  # noqa: E402
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--maps", nargs="*", default=[], help="the scored methods' maps (data/maps/<model>/<method>.safetensors)")
     p.add_argument("--out", required=True, help="leaderboard.md (csv, png and json beside it)")
     p.add_argument("--config-json", required=True)
+    p.add_argument("--agreement-out", help="metric_agreement.md: Kendall τ between the methods' orders under every pair of metrics")
+    p.add_argument("--definitions-out", help="definitions.md: the models of eval.definitions.models ranked under each metric definition")
     args = p.parse_args(argv)
     cfg = json.loads(args.config_json)
     # the device the numbers were computed on, not the config's "auto"
@@ -170,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     prov["config_sha256"] = cfg.get("config_sha256", prov["config_sha256"])
     records: list[ResultRecord] = []
     score_of: dict[str, str] = {}  # model -> the score its deletion / insertion AUCs integrate
+    loaded: dict[tuple[str, str], dict] = {}  # (model, method) -> scores, for the definitions page
     for path in sorted(args.scores):
         scores = json.loads(Path(path).read_text())
+        loaded[(scores["model"], scores["method"])] = scores
         records.extend(records_from_scores(scores, prov, cfg["eval"]["bootstrap"], cfg["eval"]["ci"], cfg.get("seed", 0)))
         if scores.get("score"):
             score_of[scores["model"]] = scores["score"]
@@ -189,6 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     write_text(out, "\n".join(sections) + "\n" + md + equalities_section(equalities))  # a blank line: a Markdown table cannot interrupt a paragraph
     write_text(out.with_suffix(".csv"), csv_text)
     leaderboard_figure(shown, COMMON_METRICS, out.with_suffix(".png"), score_of)
+    # the same rows as the table: a method whose maps repeat another's would tie with it everywhere
+    if args.agreement_out:
+        metric_agreement.write(shown, Path(args.agreement_out))
+    if args.definitions_out:
+        wanted = set((cfg["eval"].get("definitions") or {}).get("models") or [])
+        by_model: dict[str, dict] = {}
+        for (model, method), scores in sorted(loaded.items()):
+            if model in wanted and (model, method) not in hidden:
+                by_model.setdefault(model, {})[method] = scores
+        definitions.write(definitions.compare(by_model, cfg["eval"]["bootstrap"], cfg["eval"]["ci"], cfg.get("seed", 0)), Path(args.definitions_out))
     return 0
 
 

@@ -30,20 +30,28 @@ def records_from_scores(scores: dict[str, Any], prov: dict[str, Any], n_resample
         record_from_values(values, metric=metric, provenance=prov, n_resamples=n_resamples, ci=ci, seed=seed, **ident)
         for metric, values in sorted(scores["per_image"].items())
     ]
-    mba = scores.get("maxboxacc")
-    if mba:
+    for metric in ("maxboxacc", "maxboxacc_v2"):
+        mba = scores.get(metric)
+        if not mba:
+            continue
         hits = torch.tensor(mba["hits"], dtype=torch.float64)
         interval = bootstrap_max_of_means(hits, n_resamples=n_resamples, ci=ci, seed=seed)
-        best = int(torch.argmax(hits.mean(0)))
+        best = hits.mean(0).argmax(0)  # v1: the best threshold; v2: one per IoU threshold
+        chosen = [mba["thresholds"][int(i)] for i in best.flatten()]
+        extra = {"ci": ci, "n_resamples": n_resamples, "bootstrap_seed": seed}
+        if hits.ndim == 2:
+            extra["best_threshold"] = chosen[0]
+        else:
+            extra["best_thresholds"] = dict(zip((f"iou{round(100 * t)}" for t in mba["iou_thresholds"]), chosen))
         records.append(
             ResultRecord(
-                metric="maxboxacc",
+                metric=metric,
                 value=interval.value,
                 ci_low=interval.low,
                 ci_high=interval.high,
                 n=interval.n,
                 provenance=Provenance(**prov),
-                extra={"ci": ci, "n_resamples": n_resamples, "bootstrap_seed": seed, "best_threshold": mba["thresholds"][best]},
+                extra=extra,
                 **ident,
             )
         )

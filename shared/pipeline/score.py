@@ -84,11 +84,114 @@ def reference_scores(batch: EvalBatch, eval_cfg: dict[str, Any]) -> ReferenceSco
     )
 
 
+def definition_models(eval_cfg: dict[str, Any]) -> list[str]:
+    """The models whose pairs are also scored under the definition variants that cost forward
+    passes and with ROAD (``eval.definitions.models``; :mod:`shared.metrics.definitions`)."""
+    return list((eval_cfg.get("definitions") or {}).get("models") or [])
+
+
+def library_drop_increase(batch: EvalBatch, maps: torch.Tensor, max_batch: int, base: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Average Drop and Increase in Confidence as torch-cam and pytorch-grad-cam compute them
+    (:mod:`shared.metrics.definitions`): the map masks the model's normalised input (one more
+    forward pass an image); torch-cam divides the drop by Y + 1e-7, pytorch-grad-cam not at all."""
+    score = score_fn_for(batch)
+    masked = metrics.average_drop_increase(
+        maps, batch.images, score, keep=(1.0,), max_batch=max_batch, base_scores=base, masking="normalised", mean=batch.adapter.mean
+    )[1.0]
+    y, o = masked.base, masked.masked
+    return {
+        "average_drop@torchcam": 100.0 * (y - o).clamp_min(0) / (y + 1e-7),
+        "average_drop@pytorch_grad_cam": 100.0 * (y - o).clamp_min(0),
+        "increase_in_confidence@torchcam": masked.increase,
+    }
+
+
+def definition_models_metrics(batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any], ref: "ReferenceScores") -> dict[str, torch.Tensor]:
+    """On the models of ``eval.definitions.models``: deletion and insertion under each library's
+    definition (:mod:`shared.metrics.definitions`) and ROAD (MoRF and LeRF)."""
+    score = score_fn_for(batch)
+    steps = int(eval_cfg["deletion_steps"])
+    max_batch = int(eval_cfg["batch_size"])
+    ends = definition_endpoints(batch, eval_cfg, ref)
+    out: dict[str, torch.Tensor] = {}
+    for name, (finish, finish_score) in ends.deletion.items():
+        out[f"deletion@{name}"] = metrics.deletion(
+            maps, batch.images, score, steps=steps, baseline=finish, max_batch=max_batch, endpoint_scores=(ref.images, finish_score)
+        ).auc
+    for name, (start, start_score) in ends.insertion.items():
+        out[f"insertion@{name}"] = metrics.insertion(
+            maps, batch.images, score, steps=steps, substrate=start, max_batch=max_batch, endpoint_scores=(start_score, ref.images)
+        ).auc
+    seed = int(eval_cfg.get("seed", 0))
+    for order in ("morf", "lerf"):
+        out[f"road_{order}"] = metrics.road(maps, batch.images, score, order=order, seed=seed, max_batch=max_batch).area
+    return out
+
+
+@dataclass(frozen=True)
+class DefinitionEndpoints:
+    """Each deletion definition's baseline and each insertion definition's start, with their
+    scores (no map changes them: computed once per model, shared by every method)."""
+
+    deletion: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    insertion: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+_ENDPOINTS: dict[int, DefinitionEndpoints] = {}
+
+
+def definition_endpoints(batch: EvalBatch, eval_cfg: dict[str, Any], ref: "ReferenceScores") -> DefinitionEndpoints:
+    """The :class:`DefinitionEndpoints` of ``batch``, computed on first use and kept for the
+    other methods of the same batch (one process scores every method of a model)."""
+    key = id(batch)
+    if key not in _ENDPOINTS:
+        score = score_fn_for(batch)
+        size = int(eval_cfg["batch_size"])
+        mean_colour, rise_blur = perturbation_endpoints(batch.images, batch.adapter.mean, "rise_code")
+        black = perturbation_endpoints(batch.images, batch.adapter.mean, "black")[0]
+        lowest = metrics.normalised_minimum(batch.images, batch.adapter.mean, batch.adapter.std)
+
+        def scored(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return images, metrics.scores_in_chunks(images, score, size)
+
+        colour = scored(mean_colour)
+        _ENDPOINTS.clear()  # one batch at a time
+        _ENDPOINTS[key] = DefinitionEndpoints(
+            deletion={"rise_code": colour, "black": scored(black), "quantus": scored(lowest)},
+            insertion={"rise_code": scored(rise_blur), "torchcam": colour},
+        )
+    return _ENDPOINTS[key]
+
+
+def map_only_metrics(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The metrics that read nothing but the maps (and the object masks): complexity and
+    localisation added by the metrics issue."""
+    return {
+        "sparseness": metrics.sparseness(maps),
+        "complexity": metrics.complexity(maps),
+        "effective_complexity": metrics.effective_complexity(maps),
+        "top_k_intersection": metrics.top_k_intersection(maps, masks),
+        "localisation_auc": metrics.localisation_auc(maps, masks),
+    }
+
+
+def maxboxacc_v2_block(maps: torch.Tensor, boxes: torch.Tensor) -> dict[str, Any]:
+    """MaxBoxAccV2's per-image hits (B, thresholds, IoU thresholds) for the scores file."""
+    v2 = metrics.max_box_accuracy_v2(maps, boxes)
+    return {
+        "thresholds": [float(t) for t in v2.thresholds.cpu()],
+        "iou_thresholds": [float(t) for t in v2.iou_thresholds.cpu()],
+        "hits": v2.hits.cpu().round().long().tolist(),
+    }
+
+
 def score_maps(
-    batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any], references: ReferenceScores | None = None
+    batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any], references: ReferenceScores | None = None, extended: bool = False
 ) -> dict[str, Any]:
     """Every metric that applies to the batch's model, per image. ``references``: the scores
-    shared by every method on this batch (:func:`reference_scores`), computed here when absent."""
+    shared by every method on this batch (:func:`reference_scores`), computed here when absent.
+    ``extended``: also the definition variants that cost forward passes, and ROAD
+    (:func:`definition_models_metrics`; the models of ``eval.definitions.models``)."""
     maps = maps.to(batch.images.device)
     if maps.shape[0] != batch.images.shape[0]:
         raise ValueError(
@@ -123,16 +226,22 @@ def score_maps(
         "relevance_rank_accuracy": metrics.relevance_rank_accuracy(maps, masks),
         "wsol_fixed": metrics.cam_localisation(maps, boxes),
     }
+    per_image["pointing_game@tol0"] = metrics.pointing_game(maps, masks, tolerance=0.0)
+    per_image.update(map_only_metrics(maps, masks))
     if batch.adapter.task == "classifier":
         # Average Drop / Increase in Confidence divide by the score on the image, which must be
         # a probability: they are defined for classifiers only.
         adic = metrics.average_drop_increase(maps, batch.images, score, keep=(1.0, 0.5, 0.15), max_batch=max_batch, base_scores=ref.images)
         per_image["average_drop"] = adic[1.0].drop
         per_image["increase_in_confidence"] = adic[1.0].increase
+        per_image["average_gain"] = adic[1.0].gain
         per_image["average_drop_50"] = adic[0.5].drop
         per_image["increase_in_confidence_50"] = adic[0.5].increase
         per_image["average_drop_15"] = adic[0.15].drop
         per_image["increase_in_confidence_15"] = adic[0.15].increase
+        per_image.update(library_drop_increase(batch, maps, max_batch, ref.images))
+    if extended:
+        per_image.update(definition_models_metrics(batch, maps, eval_cfg, ref))
     mba = metrics.max_box_accuracy(maps, boxes)
     return {
         "per_image": {k: [float(x) for x in v.detach().cpu().double()] for k, v in sorted(per_image.items())},
@@ -140,6 +249,7 @@ def score_maps(
             "thresholds": [float(t) for t in mba.thresholds.cpu()],
             "hits": [[int(h) for h in row] for row in mba.hits.cpu().round().long()],
         },
+        "maxboxacc_v2": maxboxacc_v2_block(maps, boxes),
         "image_ids": list(batch.split.image_ids),
         "objects": [int(o) for o in batch.split.objects],
         "perturbation": ref.perturbation,
@@ -172,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     device = setup_from_config(cfg)
     maps, meta = load_maps(args.maps)
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
-    result = score_maps(batch, maps, cfg["eval"])
+    eval_cfg = {**cfg["eval"], "seed": int(cfg.get("seed", 0))}
+    result = score_maps(batch, maps, eval_cfg, extended=batch.adapter.name in definition_models(cfg["eval"]))
     result.update({"method": meta.get("method"), "model": batch.adapter.name, "dataset": batch.dataset, "n": int(maps.shape[0])})
     result["inputs"] = input_identity(args.model, args.dataset)
     write_json(args.out, result)

@@ -15,9 +15,15 @@ from shared.atomic import write_text
 from shared.registry_meta import method_label
 from shared.results import ResultRecord, read_records
 
-LOWER_IS_BETTER_PREFIXES = ("deletion", "average_drop", "mass_on_other", "class_sensitivity")
-"""Metrics where lower is better: deletion AUC, Average Drop, mass on the wrong object, the rank
-correlation of top- and bottom-class maps; and any paired drop (e.g. ``wsol_fixed_drop_fgsm8``)."""
+LOWER_IS_BETTER_PREFIXES = (
+    "deletion", "average_drop", "mass_on_other", "class_sensitivity", "road_morf", "complexity", "effective_complexity",
+    "max_sensitivity", "avg_sensitivity", "local_lipschitz",
+)
+"""Metrics where lower is better: deletion AUC (every definition), Average Drop (every definition),
+mass on the wrong object, the rank correlation of top- and bottom-class maps, ROAD MoRF (the score
+after removing the most relevant pixels), complexity (entropy) and effective complexity (Quantus:
+a simpler explanation is better), the robustness metrics (sensitivity, local Lipschitz estimate);
+and any paired drop (e.g. ``wsol_fixed_drop_fgsm8``)."""
 
 
 HIGHER_IS_BETTER_EXCEPTIONS = ("class_sensitivity_pointing_disagreement",)
