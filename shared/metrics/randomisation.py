@@ -157,14 +157,15 @@ def smooth_mprt(
     max_batch: int = 64,
     keep_maps: bool = False,
 ) -> tuple[Tensor, list[RandomisationStep]]:
-    """Smooth MPRT (Hedström et al. 2023, Sec. 4.1; Quantus ``SmoothMPRT``): cascading model
+    """Smooth MPRT (Hedström et al. 2023, sMPRT; Quantus ``SmoothMPRT``): cascading model
     parameter randomisation where every explanation, of the original and of each randomised
     model, is first denoised by averaging it over noisy copies of the input
     (:func:`smoothed_explain`: ``samples`` copies, the last clean, noise std
     ``noise_magnitude * (max - min)`` of each image).
 
-    ``layers`` are randomised cumulatively in the given order (layer i with ``seed + i``,
-    :func:`~shared.metrics.sanity.cascading_randomisation`); Hedström et al. and Quantus
+    ``seed`` seeds the noise, and layer i gets ``seed + i``. ``layers`` are randomised
+    cumulatively in the given order (:func:`~shared.metrics.sanity.cascading_randomisation`,
+    which also gives the raw Spearman and the SSIM); Hedström et al. and Quantus
     (``layer_order="bottom_up"``) go from the input to the output, so list them that way.
     ``explain(model, images, index)`` explains rows for the fixed targets of ``images[index]``.
     Returns the smoothed original maps (float32) and one
@@ -230,7 +231,7 @@ def efficient_mprt(
     n_bins: int = 100,
     keep_maps: bool = False,
 ) -> EfficientMPRT:
-    """Efficient MPRT (Hedström et al. 2023, Sec. 4.2; Quantus ``EfficientMPRT``): the
+    """Efficient MPRT (Hedström et al. 2023, eMPRT; Quantus ``EfficientMPRT``): the
     complexity of the explanation after the model is fully randomised relative to before,
     ``ratio = H(after) / H(before)`` with H the discrete entropy of the map's value histogram
     (:func:`discrete_entropy`, ``n_bins=100``: Quantus's default, ``complexity_func=

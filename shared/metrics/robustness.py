@@ -1,7 +1,8 @@
 """Robustness of explanations to small input perturbations: Max- and Avg-Sensitivity (Yeh,
 Hsieh, Suggala, Inouye & Ravikumar, On the (In)fidelity and Sensitivity of Explanations,
-NeurIPS 2019, Sec. 4, Eq. 3) and the local Lipschitz estimate (Alvarez-Melis & Jaakkola, On the
-Robustness of Interpretability Methods, ICML WHI 2018, Eq. 1).
+NeurIPS 2019, the max-sensitivity SENS_MAX) and the local Lipschitz estimate (Alvarez-Melis &
+Jaakkola, On the Robustness of Interpretability Methods, ICML Workshop on Human
+Interpretability 2018, arXiv 1806.08049).
 
 These metrics re-explain perturbed copies of the images, so they take an *explain function*
 ``explain_fn(images (M,C,H,W) in [0,1], index (M,)) -> maps (M,H,W)`` (:data:`ExplainFn`):
@@ -86,7 +87,7 @@ def _normalise_by_max(maps: Tensor) -> Tensor:
 def _noise(kind: str, samples: int, shape: tuple[int, int, int], scale: float, seed: int, like: Tensor) -> Tensor:
     """(samples, C, H, W) noise: ``"uniform"`` in [-scale, scale) or ``"gaussian"`` N(0, scale^2),
     drawn in float64 on the CPU from ``torch.Generator().manual_seed(seed)``, then cast to the
-    images' dtype and device. The tests use it to hand Quantus the same draws."""
+    images' dtype and device (the tests re-derive these draws to hand Quantus the same noise)."""
     gen = torch.Generator().manual_seed(int(seed))
     if kind == "uniform":
         noise = (torch.rand((samples, *shape), generator=gen, dtype=torch.float64) * 2 - 1) * scale
@@ -162,7 +163,7 @@ def max_sensitivity(
 ) -> Tensor:
     """Max-Sensitivity per image (B,), float64: ``max_j ||Phi(x + d_j) - Phi(x)||_F / ||Phi(x)||_F``.
 
-    Yeh et al. (NeurIPS 2019) Eq. 3, SENS_MAX(Phi, f, x, r) = max_{||d|| <= r} ||Phi(x + d) -
+    Yeh et al. (NeurIPS 2019), SENS_MAX(Phi, f, x, r) = max_{||d|| <= r} ||Phi(x + d) -
     Phi(x)||, estimated by Monte Carlo over ``samples`` draws ``d_j`` uniform in the L-inf
     ball of ``radius`` (every pixel and channel independently uniform in [-r, r), in [0, 1]
     image units), and divided by ||Phi(x)|| as Quantus does (``MaxSensitivity``:
@@ -198,7 +199,8 @@ def avg_sensitivity(
     """Avg-Sensitivity per image (B,), float64: the mean over samples of
     ``||Phi(x + d_j) - Phi(x)||_F / ||Phi(x)||_F``.
 
-    Yeh et al. (NeurIPS 2019) Sec. 4, the expectation of the sensitivity over the L-inf ball
+    Yeh et al. (NeurIPS 2019) (their AVG-sensitivity, the expectation over the ball; Bhatt et
+    al., IJCAI 2020, use the same), the expectation of the sensitivity over the L-inf ball
     (Monte Carlo, uniform noise); Quantus ``AvgSensitivity`` (``np.nanmean`` over samples,
     otherwise as :func:`max_sensitivity`, whose docstring lists conventions and defaults).
     With the same ``seed`` the draws are those of :func:`max_sensitivity`.
@@ -219,7 +221,7 @@ def local_lipschitz_estimate(
     """Local Lipschitz estimate per image (B,), float64:
     ``max_j ||Phi(x) - Phi(x'_j)||_2 / (||x - x'_j||_2 + 1e-10)``, ``x'_j = x + N(0, sigma^2)``.
 
-    Alvarez-Melis & Jaakkola (2018), Eq. 1, L(x) = max_{x' in B_eps(x)} ||f(x) - f(x')||_2 /
+    Alvarez-Melis & Jaakkola (2018), L(x) = max_{x' in B_eps(x)} ||f(x) - f(x')||_2 /
     ||x - x'||_2, estimated as Quantus ``LocalLipschitzEstimate`` does: ``samples`` Gaussian
     perturbations of every pixel and channel (``batch_gaussian_noise``, std ``sigma``, here in
     [0, 1] image units; Quantus ``perturb_std=0.1`` in the model's input units), L2 norms of the
