@@ -1,5 +1,5 @@
-# Every paper's rules, generated from its paper.yaml (shared.paper_plan): results, tables, steps
-# (papers/<id>/figures.py), claims and the paper's target rule `<id>`. A paper's own
+# Every paper's rules, generated from its paper.yaml (shared.paper_plan): results (with the paper's
+# results tables and its claims), tables, steps (papers/<id>/figures.py) and the paper's target rule `<id>`. A paper's own
 # papers/<id>/rules.smk is optional, for a step no declaration can say.
 from shared.paper_plan import plan_papers
 
@@ -15,21 +15,28 @@ def _rule_of(paper: str, name: str) -> str:
 
 for _pid, _plan in sorted(PAPER_PLANS.items()):
 
-    # the results-kind tables are written by the results job itself (they read only its records)
+    # the results-kind tables are written by the results job itself (they read only its records),
+    # and so are the claims (claims.md, claims.json beside it): they read the same scores files and
+    # the paper's step records, and a job of their own cost a process (torch, the config) per paper
     _results_tables = [t for t in _plan.tables if t["kind"] == "results"]
 
     rule:
         name:
             _rule_of(_pid, f"{_pid}_results")
         input:
-            _plan.scores,
+            scores=_plan.scores,
+            records=_plan.records,
         output:
             results=_plan.results,
             tables=[in_report(t["file"]) for t in _results_tables],
+            claims=in_report(_plan.claims),
         params:
             cfg=lambda wc: results_cfg(),
             paper=_pid,
             tables=cfg_json([{"file": t["file"], "metrics": t["metrics"], "methods": t["methods"]} for t in _results_tables]),
+            benchmark=lambda wc: cfg_json(config["benchmark"]),
+            models=lambda wc: cfg_json({role: m["arch"] for role, m in config["models"].items()}),
+            rehearsal=(" --rehearsal " + shlex.quote(config["rehearsal"])) if config.get("rehearsal") else "",
         log:
             f"logs/papers/{_pid}/results.log",
         benchmark:
@@ -37,8 +44,9 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
         resources:
             **budget(f"{_pid}_results"),
         shell:
-            "python -m shared.pipeline.results --paper {params.paper} --scores {input} --out {output.results} "
-            "--config-json {params.cfg} --tables-json {params.tables} > {log} 2>&1"
+            "python -m shared.pipeline.results --paper {params.paper} --scores {input.scores} --out {output.results} "
+            "--config-json {params.cfg} --tables-json {params.tables} --claims-out {output.claims} --records {input.records} "
+            "--benchmark-json {params.benchmark} --models-json {params.models}{params.rehearsal} > {log} 2>&1"
 
     for _table in _plan.tables:
         if _table["kind"] != "results":
@@ -93,30 +101,6 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
                 "python -m {params.module} {params.step} --models {input.models} --datasets {params.datasets} "
                 "--methods {params.methods} --maps-dir data/maps --out {params.outputs} "
                 "--config-json {params.cfg} > {log} 2>&1"
-
-    rule:
-        name:
-            _rule_of(_pid, f"{_pid}_claims")
-        input:
-            scores=_plan.scores,
-            records=_plan.records,
-        output:
-            in_report(_plan.claims),
-        params:
-            paper=_pid,
-            benchmark=lambda wc: cfg_json(config["benchmark"]),
-            models=lambda wc: cfg_json({role: m["arch"] for role, m in config["models"].items()}),
-            rehearsal=(" --rehearsal " + shlex.quote(config["rehearsal"])) if config.get("rehearsal") else "",
-            seed=config.get("seed", 0),
-        log:
-            f"logs/papers/{_pid}/claims.log",
-        benchmark:
-            bench(f"{_pid}_claims")
-        resources:
-            **budget(f"{_pid}_claims"),
-        shell:
-            "python -m shared.pipeline.claims --paper {params.paper} --scores {input.scores} --records {input.records} "
-            "--out {output} --benchmark-json {params.benchmark} --models-json {params.models} --seed {params.seed}{params.rehearsal} > {log} 2>&1"
 
     rule:
         name:

@@ -14,7 +14,8 @@ scaled from the rehearsal's sizes to the target config's, by what the job's work
 - ``explain_<model>`` / ``score_maps``: eval.n_images, times the forward passes per image
   (explanation plus deletion and insertion: 2 x deletion_steps + 6) over the rehearsal's.
 - a paper's steps and ``explain_maps``: eval.n_images.
-- everything else (tables, claims, figures, leaderboard): as measured (seconds).
+- everything else (results with their tables and claims, agreement tables, figures, leaderboard):
+  as measured (seconds).
 
 Memory is the measured peak x 1.5, at least 2 GB: the perturbation batches of the rehearsal
 already have paper-scale's eval.batch_size, but the explanations' backward passes ran on
@@ -107,7 +108,7 @@ def scale_factor(key: str, run: Path, rehearsal: dict[str, Any], target: dict[st
     if rule.startswith("explain_") and rule != "explain_maps" or rule == "score_maps":
         passes = forwards_per_image(target["eval"]) / forwards_per_image(rehearsal["eval"])
         return n_ratio * passes, f"{n_ratio:g}x images, {passes:.1f}x forward passes per image"
-    if rule == "explain_maps" or (rule in _step_rules(target) and not rule.endswith(("_results", "_claims"))):
+    if rule == "explain_maps" or (rule in _step_rules(target) and not rule.endswith("_results")):
         return n_ratio, f"{n_ratio:g}x images"
     return 1.0, "as measured"
 
@@ -124,9 +125,12 @@ profile's earlier limits, kept until a GPU rehearsal (the issue's device check) 
 
 
 def startup_seconds(measured: dict[str, dict[str, float]]) -> float:
-    """A job's fixed cost (interpreter, torch and the config: what a claims job spends), not scaled."""
-    light = sorted(m["s"] for k, m in measured.items() if k.endswith("_claims"))
-    return light[len(light) // 2] if light else 0.0
+    """A job's fixed cost (interpreter, torch and the config), not scaled: the fastest paper
+    results job's time. It is the lightest job that loads torch and the config (it aggregates a
+    few scores files and judges the paper's claims, seconds of work at rehearsal sizes); the
+    median separate claims job served before the claims moved into the results job."""
+    light = [m["s"] for k, m in measured.items() if k.endswith("_results") and math.isfinite(m["s"])]
+    return min(light) if light else 0.0
 
 
 def budgets(run: Path, rehearsal: dict[str, Any], target: dict[str, Any]) -> list[dict[str, Any]]:
@@ -159,7 +163,7 @@ def budgets(run: Path, rehearsal: dict[str, Any], target: dict[str, Any]) -> lis
 
 
 def per_paper(rows: list[dict[str, Any]], papers: list[str]) -> dict[str, float]:
-    """CPU hours of each paper's own jobs (steps, results, tables, claims); the shared jobs
+    """CPU hours of each paper's own jobs (steps, results with claims, tables); the shared jobs
     (datasets, training, the per-model explain jobs, the leaderboard) are counted once, as ``shared``."""
     out = {p: 0.0 for p in papers}
     out["shared"] = 0.0

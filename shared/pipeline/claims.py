@@ -5,6 +5,10 @@
         --benchmark-json '{"classification": "shapes", ...}' --models-json '{"resnet": "resnet_small", ...}' --seed 0
                                                     (claims.json is written beside it)
 
+In the workflow the paper's results job judges them in its own process
+(``shared.pipeline.results --claims-out``, which calls :func:`write_claims`); this CLI stays for
+judging by hand and for the tests.
+
 A claim is ``lhs op rhs`` (``op`` is ``>`` or ``<``; equal is never better) over result keys
 ``{role}/model/method/metric`` — the role (``{classification}``, ``{pairs}``, ``{retrieval}``) is
 replaced by the config's dataset, so one paper.yaml is judged on any config — or ``lhs op
@@ -238,6 +242,39 @@ def _published_cell(published: list[dict[str, Any]] | None) -> str:
     return ", ".join(counts) if counts else "none"
 
 
+def write_claims(
+    paper: str,
+    out: str | Path,
+    scores: list[dict[str, Any]],
+    records: list[str | Path],
+    benchmark: dict[str, str],
+    models: dict[str, str],
+    seed: int = 0,
+    papers_dir: str | Path = PAPERS_DIR,
+    rehearsal: str | None = None,
+) -> None:
+    """Judge one paper's claims and published numbers and write ``out`` (claims.md) and claims.json
+    beside it. ``scores``: the parsed scores files, in order; ``records``: the step record files.
+    The CLI below and the paper's results job (``shared.pipeline.results --claims-out``, one process
+    fewer per paper) both call this."""
+    doc = load_paper(Path(papers_dir) / paper)
+    sides: dict[str, Side] = {}
+    for s in scores:
+        sides.update(sides_from_scores(s))
+    for path in records:
+        sides.update(sides_from_records(path))
+    rows = judge_all([resolve_claim(c, benchmark) for c in doc.get("claims", [])], sides, seed)
+    published = judge_published(doc.get("published", []), sides, benchmark, models, seed)
+    judged: dict[str, Any] = {"claims": rows, "published": published}
+    text = render(paper, rows, published)
+    if rehearsal:  # stand-in weights and data: the verdicts only show that the path runs
+        judged["rehearsal"] = rehearsal
+        title, rest = text.split("\n", 1)
+        text = f"{title}\n\n> **REHEARSAL** — {rehearsal}\n{rest}"
+    write_text(Path(out).with_suffix(".json"), dumps(judged))
+    write_text(out, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--paper", required=True)
@@ -250,23 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--papers-dir", default=str(PAPERS_DIR))
     p.add_argument("--rehearsal", default=None, help="the config's rehearsal note: written above the verdicts, and into claims.json")
     args = p.parse_args(argv)
-    benchmark = json.loads(args.benchmark_json)
-    doc = load_paper(Path(args.papers_dir) / args.paper)
-    sides: dict[str, Side] = {}
-    for path in args.scores:
-        sides.update(sides_from_scores(json.loads(Path(path).read_text())))
-    for path in args.records:
-        sides.update(sides_from_records(path))
-    rows = judge_all([resolve_claim(c, benchmark) for c in doc.get("claims", [])], sides, args.seed)
-    published = judge_published(doc.get("published", []), sides, benchmark, json.loads(args.models_json), args.seed)
-    judged: dict[str, Any] = {"claims": rows, "published": published}
-    text = render(args.paper, rows, published)
-    if args.rehearsal:  # stand-in weights and data: the verdicts only show that the path runs
-        judged["rehearsal"] = args.rehearsal
-        title, rest = text.split("\n", 1)
-        text = f"{title}\n\n> **REHEARSAL** — {args.rehearsal}\n{rest}"
-    write_text(Path(args.out).with_suffix(".json"), dumps(judged))
-    write_text(args.out, text)
+    write_claims(
+        args.paper,
+        args.out,
+        [json.loads(Path(path).read_text()) for path in args.scores],
+        args.records,
+        json.loads(args.benchmark_json),
+        json.loads(args.models_json),
+        args.seed,
+        args.papers_dir,
+        args.rehearsal,
+    )
     return 0
 
 

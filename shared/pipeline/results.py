@@ -1,7 +1,15 @@
 """Step: aggregate per-image scores into result records (mean, bootstrap CI, n, provenance).
 
     python -m shared.pipeline.results --paper gradcam --scores data/scores/resnet/gradcam.json ... \
-        --out reports/gradcam/results.json --config-json '{...}'
+        --out reports/gradcam/results.json --config-json '{...}' \
+        [--tables-json '[...]'] [--claims-out reports/gradcam/claims.md --records R... \
+         --benchmark-json '{...}' --models-json '{...}' [--rehearsal NOTE]]
+
+With ``--claims-out`` the same process also judges the paper's claims
+(:func:`shared.pipeline.claims.write_claims`, from the scores files it has read and the step
+records ``--records``), writing claims.md and claims.json beside it: the files
+``python -m shared.pipeline.claims`` writes, without a second interpreter loading torch and the
+config per paper. The claims' bootstrap seed is the config's ``seed`` (as the results').
 """
 
 from __future__ import annotations
@@ -74,14 +82,24 @@ def main(argv: list[str] | None = None) -> int:
         default="[]",
         help='the paper\'s results tables, written from these records in the same job: [{"file", "metrics", "methods"}]',
     )
+    p.add_argument("--claims-out", default=None, help="also judge the paper's claims: claims.md (claims.json is written beside it)")
+    p.add_argument("--records", nargs="*", default=[], help="with --claims-out: the paper's step records (per-image values in extra.per_image)")
+    p.add_argument("--benchmark-json", default=None, help="with --claims-out: the config's benchmark section, dataset role -> dataset")
+    p.add_argument("--models-json", default="{}", help="with --claims-out: model role -> timm architecture (the published numbers' setting)")
+    p.add_argument("--papers-dir", default=None, help="with --claims-out: where papers/<id>/paper.yaml lives (default: the repository's)")
+    p.add_argument("--rehearsal", default=None, help="with --claims-out: the config's rehearsal note, written above the verdicts and into claims.json")
     args = p.parse_args(argv)
+    if args.claims_out and args.benchmark_json is None:
+        p.error("--claims-out needs --benchmark-json")
     cfg = json.loads(args.config_json)
     # the device the numbers were computed on, not the config's "auto"
     prov = provenance(cfg, seed=cfg.get("seed"), device=str(pick_device(cfg.get("device"))))
     prov["config_sha256"] = cfg.get("config_sha256", prov["config_sha256"])
     records: list[ResultRecord] = []
+    all_scores = []
     for path in args.scores:
         scores = json.loads(Path(path).read_text())
+        all_scores.append(scores)
         records.extend(records_from_scores(scores, prov, cfg["eval"]["bootstrap"], cfg["eval"]["ci"], cfg.get("seed", 0)))
     write_records(records, args.out)
     # the tables read nothing but these records (as written, rounded): one job, not one process per table
@@ -90,6 +108,20 @@ def main(argv: list[str] | None = None) -> int:
         md, table_csv = table.render(written, list(spec["metrics"]), list(spec["methods"]) or None, None, None)
         write_text(spec["file"], md)
         write_text(Path(spec["file"]).with_suffix(".csv"), table_csv)
+    if args.claims_out:
+        from shared.pipeline import claims
+
+        claims.write_claims(
+            args.paper,
+            args.claims_out,
+            all_scores,
+            args.records,
+            json.loads(args.benchmark_json),
+            json.loads(args.models_json),
+            seed=cfg.get("seed", 0),
+            papers_dir=args.papers_dir or claims.PAPERS_DIR,
+            rehearsal=args.rehearsal,
+        )
     return 0
 
 

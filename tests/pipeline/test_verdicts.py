@@ -180,6 +180,15 @@ def test_claims_step_reads_scores_and_step_records(tmp_path):
     assert rows["mass"]["verdict"] == "reproduced" and rows["mass"]["n"] == N - 1 and rows["mass"]["excluded"] == 1
     text = out.read_text()
     assert "3 reproduced, 0 inconclusive, 0 not reproduced, 0 not evaluable." in text and "(our operationalisation)" in text
+    # the workflow judges them in the paper's results job (no process of their own): the same files
+    from shared.pipeline import results
+
+    merged = tmp_path / "merged" / "claims.md"
+    results.main(["--paper", "p", "--scores", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "merged" / "results.json"),
+                  "--config-json", json.dumps({"seed": 0, "device": "cpu", "eval": {"bootstrap": 200, "ci": 0.95}}),
+                  "--claims-out", str(merged), "--records", str(tmp_path / "pairs.json"),
+                  "--benchmark-json", '{"classification": "shapes", "pairs": "pairs"}', "--papers-dir", str(tmp_path / "papers")])
+    assert merged.read_bytes() == out.read_bytes() and merged.with_suffix(".json").read_bytes() == out.with_suffix(".json").read_bytes()
 
 
 def test_a_numeric_rhs_must_say_whose_threshold(tmp_path):

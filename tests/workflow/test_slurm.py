@@ -89,7 +89,7 @@ def test_profile_gives_a_gpu_only_to_the_rules_that_use_one(clean_tree):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     jobs = planned_jobs(out.stdout)
     rules = {rule for rule, _ in jobs}
-    assert {"train_model", "explain_resnet", "explain_maps", "score_maps", "gradcampp_claims", "gradcam_sanity"} <= rules, rules
+    assert {"train_model", "explain_resnet", "explain_maps", "score_maps", "gradcampp_results", "gradcam_sanity"} <= rules, rules
     for rule, res in jobs:
         assert res.get("slurm_account") == "proj42", (rule, res)
         if is_gpu_rule(rule):
