@@ -244,62 +244,62 @@ class MaxBoxAccV2:
 
 
 def _component_ids_scipy(foreground: Tensor) -> tuple[Tensor, int]:
-    """Component id per pixel (N * H * W,), -1 for background, and the number of ids; SciPy's C
-    labeller on the whole stack (8-connectivity inside a map, nothing across maps)."""
+    """Component id per pixel (N * H * W,) int64, 0 for background, and the number of ids + 1;
+    SciPy's C labeller on the whole stack (8-connectivity inside a map, nothing across maps)."""
     import numpy as np
     from scipy import ndimage
 
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = True
     labels, count = ndimage.label(foreground.numpy(), structure=structure)
-    return torch.from_numpy(labels.ravel()).long() - 1, int(count)
+    return torch.from_numpy(labels.ravel()).long(), int(count) + 1
 
 
 def _component_ids_propagation(foreground: Tensor) -> tuple[Tensor, int]:
     """As ``_component_ids_scipy`` from the batched label propagation (``label_components``): a
     component's label is its largest flat index + 1 within its map, made unique over the stack
-    by the map's offset (ids are sparse in 0 .. N * H * W - 1)."""
+    by the map's offset (ids are sparse in 1 .. N * H * W)."""
     n, h, w = foreground.shape
     labels = label_components(foreground).flatten(1)
     offset = torch.arange(n, device=labels.device).view(-1, 1) * (h * w)
-    ids = torch.where(labels > 0, labels - 1 + offset, torch.full_like(labels, -1))
-    return ids.flatten(), n * h * w
+    ids = torch.where(labels > 0, labels + offset, torch.zeros_like(labels))
+    return ids.flatten(), n * h * w + 1
 
 
 def all_component_best_iou(foreground: Tensor, boxes: Tensor, use_scipy: bool | None = None) -> Tensor:
     """Best IoU (N,) float64 between each ground-truth box (N, 4) and the boxes around *every*
     8-connected component of the matching (N, H, W) foreground mask; 0 for an empty mask.
 
-    Per-component boxes come from four ``scatter_reduce`` passes (min / max of the pixel columns
-    and rows per component id) and the best IoU per map from one more: no loop over maps or
-    components. Component ids come from SciPy's C labeller on the CPU (``use_scipy=None``: on
-    the CPU, as ``largest_component_boxes``: label propagation's 3x3 max-pools are slow there),
-    and from the batched label propagation ``label_components`` on other devices.
+    Per-component boxes come from four ``scatter_reduce`` passes over the pixels (min / max of
+    the columns and rows per component id; background pixels go to a discarded slot 0) and the
+    best IoU per map from one more: no loop over maps or components. Component ids come from
+    SciPy's C labeller on the CPU (``use_scipy=None``: on the CPU, as ``largest_component_boxes``;
+    label propagation's 3x3 max-pools are ~30x slower there) and from the batched label
+    propagation ``label_components`` on other devices.
     """
     n, h, w = foreground.shape
+    device = foreground.device
     if use_scipy is None:
-        use_scipy = foreground.device.type == "cpu"
-    ids, count = _component_ids_scipy(foreground.cpu()) if use_scipy else _component_ids_propagation(foreground)
-    ids = ids.to(foreground.device)
-    pixels = torch.nonzero(ids >= 0).squeeze(1)
-    best = torch.zeros(n, dtype=torch.float64, device=foreground.device)
-    if pixels.numel() == 0:
-        return best
-    comp = ids[pixels]
-    owner_of_pixel = pixels // (h * w)
-    within = pixels % (h * w)
-    xs, ys = within % w, within // w
-    big = torch.full((count,), h * w, dtype=torch.int64, device=foreground.device)
-    small = torch.full((count,), -1, dtype=torch.int64, device=foreground.device)
-    x0 = big.scatter_reduce(0, comp, xs, "amin")
-    y0 = big.clone().scatter_reduce(0, comp, ys, "amin")
-    x1 = small.scatter_reduce(0, comp, xs, "amax") + 1
-    y1 = small.clone().scatter_reduce(0, comp, ys, "amax") + 1
-    owner = small.clone().scatter_reduce(0, comp, owner_of_pixel, "amax")
-    present = owner >= 0  # propagation ids are sparse: only a component's own id is used
-    comp_boxes = torch.stack([x0, y0, x1, y1], dim=1)[present]
+        use_scipy = device.type == "cpu"
+    ids, slots = _component_ids_scipy(foreground.cpu()) if use_scipy else _component_ids_propagation(foreground)
+    ids = ids.to(device)
+    shape, i64 = (n, h, w), torch.int64  # (int32 halves the copies but its scatter_reduce is slower on CPU)
+    xs = torch.arange(w, device=device, dtype=i64).view(1, 1, w).expand(shape).reshape(-1)
+    ys = torch.arange(h, device=device, dtype=i64).view(1, h, 1).expand(shape).reshape(-1)
+    maps = torch.arange(n, device=device, dtype=i64).view(n, 1, 1).expand(shape).reshape(-1)
+    big = torch.full((slots,), max(h, w), dtype=i64, device=device)
+    small = torch.full((slots,), -1, dtype=i64, device=device)
+    x0 = big.scatter_reduce(0, ids, xs, "amin")
+    y0 = big.scatter_reduce(0, ids, ys, "amin")
+    x1 = small.scatter_reduce(0, ids, xs, "amax") + 1
+    y1 = small.scatter_reduce(0, ids, ys, "amax") + 1
+    owner = small.scatter_reduce(0, ids, maps, "amax")
+    present = owner >= 0
+    present[0] = False  # the background slot
     owner = owner[present]
-    iou = box_iou(comp_boxes, boxes.to(foreground.device)[owner])
+    comp_boxes = torch.stack([x0, y0, x1, y1], dim=1)[present]
+    iou = box_iou(comp_boxes, boxes.to(device)[owner])
+    best = torch.zeros(n, dtype=torch.float64, device=device)
     return best.scatter_reduce(0, owner, iou, "amax")
 
 
