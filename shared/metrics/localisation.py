@@ -1,5 +1,6 @@
 """Localisation metrics: pointing game, energy-based pointing game, weakly-supervised
-localisation (CAM fixed threshold and MaxBoxAcc), relevance mass and rank accuracy.
+localisation (CAM fixed threshold, MaxBoxAcc and MaxBoxAccV2), relevance mass and rank accuracy,
+attribution localisation, top-k intersection and the mask ROC AUC.
 
 Maps are (B, H, W) raw saliency at image resolution; masks (B, H, W) bool; boxes (B, 4) int64
 x0, y0, x1, y1 inclusive-exclusive. Every function returns per-image values (B,) unless stated.
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._ranking import average_ranks
 from ._checks import box_masks, check_boxes, check_maps, check_masks, minmax_normalise, stable_descending_order
+from ._ranking import average_ranks
 from .components import box_iou, label_components, largest_component_boxes
 
 
@@ -184,10 +185,11 @@ def max_box_accuracy(
     """MaxBoxAcc (Choe et al., Evaluating Weakly Supervised Object Localization Methods Right,
     CVPR 2020, Sec. 3): the best box accuracy over score-map thresholds, chosen over the dataset.
 
-    Maps are min-max normalised; for each threshold t (default 0.00, 0.01, ..., 0.99 as in the
-    authors' code) the box around the largest component of ``map > t`` is a hit when its IoU
-    with the ground-truth box is >= ``iou_threshold`` (0.5: the original MaxBoxAcc; the later
-    MaxBoxAccV2, averaging IoU 0.3/0.5/0.7 and matching all components, is not implemented).
+    Maps are min-max normalised; for each threshold t (default 0.00, 0.01, ..., 0.99; the
+    authors' scripts default to a step of 0.001) the box around the largest component of
+    ``map > t`` is a hit when its IoU with the ground-truth box is >= ``iou_threshold`` (0.5:
+    the original MaxBoxAcc; the later MaxBoxAccV2, averaging IoU 0.3/0.5/0.7 and matching all
+    components, is ``max_box_accuracy_v2``).
     Thresholds are evaluated in batches of ``max_maps`` thresholded maps.
     """
     maps = check_maps(maps)
