@@ -132,9 +132,9 @@ DEFINITIONS: tuple[Definition, ...] = (
     ),
     Definition(
         "maxboxacc@v2", "maxboxacc", "maxboxacc_v2",
-        "Choe et al., TPAMI 2022 / wsolevaluation (MaxBoxAccV2: multi_contour_eval=True, IoU 0.3/0.5/0.7)",
+        "Choe et al., TPAMI 2022 (arXiv:2007.04178), clovaai/wsolevaluation evaluation.py (MaxBoxAccV2: multi_contour_eval=True, IoU 0.3/0.5/0.7)",
         "a box around every component, the best match counts; the mean over IoU 0.3, 0.5, 0.7 of each one's best-threshold accuracy",
-        lower_is_better=False,
+        lower_is_better=False, scope="definition models",
     ),
 )
 """Every definition variant, grouped by metric in this order."""
