@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,17 @@ def records_from_scores(scores: dict[str, Any], prov: dict[str, Any], n_resample
     ident = {"method": scores["method"], "model": scores["model"], "dataset": scores["dataset"]}
     inputs = scores.get("inputs") or {}
     prov = {**prov, **{k: inputs.get(k) for k in ("model_weights_sha256", "dataset_content_hash") if inputs.get(k)}}
-    records = [
-        record_from_values(values, metric=metric, provenance=prov, n_resamples=n_resamples, ci=ci, seed=seed, **ident)
-        for metric, values in sorted(scores["per_image"].items())
-    ]
+    records = []
+    for metric, values in sorted(scores["per_image"].items()):
+        # a metric undefined on an image (complexity's entropy of an all-zero map; written as
+        # null) leaves that image out of the mean, and the record says how many were left out
+        defined = [float(v) for v in values if v is not None and math.isfinite(v)]
+        if not defined:
+            continue
+        record = record_from_values(defined, metric=metric, provenance=prov, n_resamples=n_resamples, ci=ci, seed=seed, **ident)
+        if len(defined) < len(values):
+            record.extra["undefined"] = len(values) - len(defined)
+        records.append(record)
     for metric in ("maxboxacc", "maxboxacc_v2"):
         mba = scores.get(metric)
         if not mba:

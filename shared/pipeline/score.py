@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from shared import metrics
+from shared.metrics.definitions import BY_NAME
 from shared.metrics.faithfulness import DEFAULT_PERTURBATION, perturbation_endpoints
 from shared.pipeline.io import EvalBatch, eval_batch, load_maps, write_json
 from shared.runtime import setup_from_config
@@ -106,19 +107,26 @@ def library_drop_increase(batch: EvalBatch, maps: torch.Tensor, max_batch: int, 
     }
 
 
-def definition_models_metrics(batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any], ref: "ReferenceScores") -> dict[str, torch.Tensor]:
+def definition_models_metrics(
+    batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any], ref: "ReferenceScores", known: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """On the models of ``eval.definitions.models``: deletion and insertion under each library's
-    definition (:mod:`shared.metrics.definitions`) and ROAD (MoRF and LeRF)."""
+    definition (:mod:`shared.metrics.definitions`) and ROAD (MoRF and LeRF). ``known``: variants
+    already scored (``eval.perturbation``'s own), reused rather than recomputed."""
     score = score_fn_for(batch)
     steps = int(eval_cfg["deletion_steps"])
     max_batch = int(eval_cfg["batch_size"])
     ends = definition_endpoints(batch, eval_cfg, ref)
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, torch.Tensor] = dict(known or {})
     for name, (finish, finish_score) in ends.deletion.items():
+        if f"deletion@{name}" in out:
+            continue
         out[f"deletion@{name}"] = metrics.deletion(
             maps, batch.images, score, steps=steps, baseline=finish, max_batch=max_batch, endpoint_scores=(ref.images, finish_score)
         ).auc
     for name, (start, start_score) in ends.insertion.items():
+        if f"insertion@{name}" in out:
+            continue
         out[f"insertion@{name}"] = metrics.insertion(
             maps, batch.images, score, steps=steps, substrate=start, max_batch=max_batch, endpoint_scores=(start_score, ref.images)
         ).auc
@@ -241,7 +249,10 @@ def score_maps(
         per_image["increase_in_confidence_15"] = adic[0.15].increase
         per_image.update(library_drop_increase(batch, maps, max_batch, ref.images))
     if extended:
-        per_image.update(definition_models_metrics(batch, maps, eval_cfg, ref))
+        # the suite's own convention was scored above: its variants are those numbers
+        known = {f"deletion@{ref.perturbation}": per_image["deletion"], f"insertion@{ref.perturbation}": per_image["insertion"]}
+        known = {k: v for k, v in known.items() if k in BY_NAME}
+        per_image.update(definition_models_metrics(batch, maps, eval_cfg, ref, known))
     mba = metrics.max_box_accuracy(maps, boxes)
     # MaxBoxAccV2 boxes every component at every threshold: ~0.9 s a pair at 64 px on a CPU, so
     # only on the definition models (as the deletion / insertion variants)
