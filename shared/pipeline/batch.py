@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     # the run's seed seeds ROAD's imputation noise; the definition models are also scored under
     # the definition variants that cost forward passes (shared.metrics.definitions)
     eval_cfg = {**cfg["eval"], "seed": int(cfg.get("seed", 0))}
-    extended = batch.adapter.name in definition_models(cfg["eval"])
+    on_definition_model = batch.adapter.name in definition_models(cfg["eval"])
+    from shared.registry_meta import method_table
+
+    ranked = {m for m, info in method_table().items() if info["leaderboard"]}  # what the definitions page ranks
     inputs = input_identity(args.model, args.dataset)  # what every method's scores were computed from
     for method in tqdm(args.methods, desc=f"{batch.adapter.name}: methods", unit="method", disable=None):
         # each method starts from the same random state, whatever ran before it
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         maps = explain_in_batches(explainer, batch.images, batch.target, cfg["eval"]["batch_size"], desc=method)
         meta = {"method": method, "model": batch.adapter.name, "dataset": batch.dataset, "n": int(maps.shape[0])}
         save_maps(Path(args.maps_dir) / f"{method}.safetensors", maps, meta)
-        scores = score_maps(batch, maps, eval_cfg, references, extended=extended)
+        scores = score_maps(batch, maps, eval_cfg, references, extended=on_definition_model and method in ranked)
         scores.update(meta)
         scores["inputs"] = inputs
         write_json(Path(args.scores_dir) / f"{method}.json", scores)

@@ -87,7 +87,7 @@ def reference_scores(batch: EvalBatch, eval_cfg: dict[str, Any]) -> ReferenceSco
 
 def definition_models(eval_cfg: dict[str, Any]) -> list[str]:
     """The models whose pairs are also scored under the definition variants that cost forward
-    passes and with ROAD (``eval.definitions.models``; :mod:`shared.metrics.definitions`)."""
+    passes (``eval.definitions.models``; :mod:`shared.metrics.definitions`)."""
     return list((eval_cfg.get("definitions") or {}).get("models") or [])
 
 
@@ -111,13 +111,15 @@ def definition_models_metrics(
     batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any], ref: "ReferenceScores", known: dict[str, torch.Tensor] | None = None
 ) -> dict[str, torch.Tensor]:
     """On the models of ``eval.definitions.models``: deletion and insertion under each library's
-    definition (:mod:`shared.metrics.definitions`) and ROAD (MoRF and LeRF). ``known``: variants
+    definition (:mod:`shared.metrics.definitions`). ``known``: variants
     already scored (``eval.perturbation``'s own), reused rather than recomputed."""
     score = score_fn_for(batch)
     steps = int(eval_cfg["deletion_steps"])
     max_batch = int(eval_cfg["batch_size"])
     ends = definition_endpoints(batch, eval_cfg, ref)
     out: dict[str, torch.Tensor] = dict(known or {})
+    skip = set((eval_cfg.get("definitions") or {}).get("skip") or [])
+    out.update({name: torch.zeros(0) for name in skip})  # placeholders, dropped below: not scored
     for name, (finish, finish_score) in ends.deletion.items():
         if f"deletion@{name}" in out:
             continue
@@ -130,10 +132,26 @@ def definition_models_metrics(
         out[f"insertion@{name}"] = metrics.insertion(
             maps, batch.images, score, steps=steps, substrate=start, max_batch=max_batch, endpoint_scores=(start_score, ref.images)
         ).auc
+    return {k: v for k, v in out.items() if k not in skip}
+
+
+def road_models(eval_cfg: dict[str, Any]) -> list[str]:
+    """The models whose pairs are also scored with ROAD (``eval.road.models``): its noisy linear
+    imputation solves one sparse system per image and percentage, 10-60 s a method for 96 images
+    at 64 px on 2 CPU cores, so the CPU default leaves it off and paper scale (GPU) turns it on."""
+    return list((eval_cfg.get("road") or {}).get("models") or [])
+
+
+def road_metrics(batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """ROAD, MoRF and LeRF (:func:`shared.metrics.road`): the mean score over the percentages."""
+    score = score_fn_for(batch)
+    cfg = eval_cfg.get("road") or {}
+    kwargs = {"percentages": tuple(cfg["percentages"])} if cfg.get("percentages") else {}
     seed = int(eval_cfg.get("seed", 0))
-    for order in ("morf", "lerf"):
-        out[f"road_{order}"] = metrics.road(maps, batch.images, score, order=order, seed=seed, max_batch=max_batch).area
-    return out
+    return {
+        f"road_{order}": metrics.road(maps, batch.images, score, order=order, seed=seed, max_batch=int(eval_cfg["batch_size"]), **kwargs).area
+        for order in ("morf", "lerf")
+    }
 
 
 @dataclass(frozen=True)
@@ -198,8 +216,9 @@ def score_maps(
 ) -> dict[str, Any]:
     """Every metric that applies to the batch's model, per image. ``references``: the scores
     shared by every method on this batch (:func:`reference_scores`), computed here when absent.
-    ``extended``: also the definition variants that cost forward passes, and ROAD
-    (:func:`definition_models_metrics`; the models of ``eval.definitions.models``)."""
+    ``extended``: also the definition variants that cost forward passes
+    (:func:`definition_models_metrics`; the models of ``eval.definitions.models``). ROAD on the
+    models of ``eval.road.models`` (:func:`road_models`)."""
     maps = maps.to(batch.images.device)
     if maps.shape[0] != batch.images.shape[0]:
         raise ValueError(
@@ -248,6 +267,8 @@ def score_maps(
         per_image["average_drop_15"] = adic[0.15].drop
         per_image["increase_in_confidence_15"] = adic[0.15].increase
         per_image.update(library_drop_increase(batch, maps, max_batch, ref.images))
+    if batch.adapter.name in road_models(eval_cfg):
+        per_image.update(road_metrics(batch, maps, eval_cfg))
     if extended:
         # the suite's own convention was scored above: its variants are those numbers
         known = {f"deletion@{ref.perturbation}": per_image["deletion"], f"insertion@{ref.perturbation}": per_image["insertion"]}
