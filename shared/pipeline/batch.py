@@ -21,7 +21,7 @@ from tqdm import tqdm
 from shared.paper_plan import method_kwargs
 from shared.pipeline.explain import build_for, explain_in_batches
 from shared.pipeline.io import eval_batch, save_maps, write_json
-from shared.pipeline.score import definition_models, input_identity, reference_scores, score_maps
+from shared.pipeline.score import extended_scoring, input_identity, reference_scores, score_maps
 from shared.runtime import seed_everything, setup_from_config
 
 
@@ -38,13 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     device = setup_from_config(cfg)
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
     references = reference_scores(batch, cfg["eval"])  # once for all methods
-    # the run's seed seeds ROAD's imputation noise; the definition models are also scored under
-    # the definition variants that cost forward passes (shared.metrics.definitions)
+    # the run's seed seeds ROAD's imputation noise
     eval_cfg = {**cfg["eval"], "seed": int(cfg.get("seed", 0))}
-    on_definition_model = batch.adapter.name in definition_models(cfg["eval"])
-    from shared.registry_meta import method_table
-
-    ranked = {m for m, info in method_table().items() if info["leaderboard"]}  # what the definitions page ranks
     inputs = input_identity(args.model, args.dataset)  # what every method's scores were computed from
     for method in tqdm(args.methods, desc=f"{batch.adapter.name}: methods", unit="method", disable=None):
         # each method starts from the same random state, whatever ran before it
@@ -57,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         maps = explain_in_batches(explainer, batch.images, batch.target, cfg["eval"]["batch_size"], desc=method)
         meta = {"method": method, "model": batch.adapter.name, "dataset": batch.dataset, "n": int(maps.shape[0])}
         save_maps(Path(args.maps_dir) / f"{method}.safetensors", maps, meta)
-        scores = score_maps(batch, maps, eval_cfg, references, extended=on_definition_model and method in ranked)
+        scores = score_maps(batch, maps, eval_cfg, references, extended=extended_scoring(batch.adapter.name, method, cfg["eval"]))
         scores.update(meta)
         scores["inputs"] = inputs
         write_json(Path(args.scores_dir) / f"{method}.json", scores)

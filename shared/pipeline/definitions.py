@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
 from shared.metrics import kendall_tau_b, paired_comparison  # noqa: E402
-from shared.metrics.definitions import Definition, families, per_image_values  # noqa: E402
+from shared.metrics.definitions import BY_NAME, Definition, families, per_image_values  # noqa: E402
 from shared.pipeline.map_files import write_json  # noqa: E402
 from shared.registry_meta import method_label  # noqa: E402
 
@@ -112,8 +112,6 @@ def _ci(t: dict[str, Any]) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
-    from shared.metrics.definitions import BY_NAME
-
     lines = [
         "# One metric, several definitions: how the methods' order moves",
         "",

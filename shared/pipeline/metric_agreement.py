@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from shared.atomic import write_text  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
-from shared.metrics import kendall_tau_b  # noqa: E402
+from shared.pipeline.definitions import rank_tau  # noqa: E402
 from shared.pipeline.map_files import write_json  # noqa: E402
 from shared.pipeline.table import LOWER_IS_BETTER  # noqa: E402
 from shared.results import ResultRecord  # noqa: E402
@@ -49,8 +49,7 @@ def agreement(records: list[ResultRecord]) -> dict[str, Any]:
         n = len(metrics)
         tau = torch.eye(n, dtype=torch.float64)
         for i, j in itertools.combinations(range(n), 2):
-            t = float(kendall_tau_b(oriented[i].view(1, 1, -1), oriented[j].view(1, 1, -1))[0])
-            tau[i, j] = tau[j, i] = t
+            tau[i, j] = tau[j, i] = rank_tau(oriented[i].tolist(), oriented[j].tolist())
         out.append({"model": model, "methods": methods, "metrics": metrics, "tau": tau.tolist()})
     return {"models": out}
 

@@ -62,6 +62,7 @@ class ReferenceScores:
     substrate: torch.Tensor
     baseline: torch.Tensor
     perturbation: str
+    definitions: "DefinitionEndpoints | None" = None  # on the models of eval.definitions.models
 
 
 def reference_scores(batch: EvalBatch, eval_cfg: dict[str, Any]) -> ReferenceScores:
@@ -82,6 +83,7 @@ def reference_scores(batch: EvalBatch, eval_cfg: dict[str, Any]) -> ReferenceSco
         substrate=substrate,
         baseline=baseline,
         perturbation=convention,
+        definitions=definition_endpoints(batch, eval_cfg) if batch.adapter.name in definition_models(eval_cfg) else None,
     )
 
 
@@ -89,6 +91,15 @@ def definition_models(eval_cfg: dict[str, Any]) -> list[str]:
     """The models whose pairs are also scored under the definition variants that cost forward
     passes (``eval.definitions.models``; :mod:`shared.metrics.definitions`)."""
     return list((eval_cfg.get("definitions") or {}).get("models") or [])
+
+
+def extended_scoring(model: str, method: str, eval_cfg: dict[str, Any]) -> bool:
+    """Whether the (model, method) pair is also scored under the definition variants that cost
+    forward passes: a leaderboard method (what the definitions page ranks) on a model of
+    ``eval.definitions.models``. The one rule, whichever job scores the pair."""
+    from shared.registry_meta import method_info
+
+    return model in definition_models(eval_cfg) and bool(method_info(method)["leaderboard"])
 
 
 def library_drop_increase(batch: EvalBatch, maps: torch.Tensor, max_batch: int, base: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -116,23 +127,24 @@ def definition_models_metrics(
     score = score_fn_for(batch)
     steps = int(eval_cfg["deletion_steps"])
     max_batch = int(eval_cfg["batch_size"])
-    ends = definition_endpoints(batch, eval_cfg, ref)
+    ends = ref.definitions
+    if ends is None:
+        raise ValueError(f"the reference scores of {batch.adapter.name!r} have no definition endpoints: it is not in eval.definitions.models")
     out: dict[str, torch.Tensor] = dict(known or {})
     skip = set((eval_cfg.get("definitions") or {}).get("skip") or [])
-    out.update({name: torch.zeros(0) for name in skip})  # placeholders, dropped below: not scored
     for name, (finish, finish_score) in ends.deletion.items():
-        if f"deletion@{name}" in out:
+        if f"deletion@{name}" in out or f"deletion@{name}" in skip:
             continue
         out[f"deletion@{name}"] = metrics.deletion(
             maps, batch.images, score, steps=steps, baseline=finish, max_batch=max_batch, endpoint_scores=(ref.images, finish_score)
         ).auc
     for name, (start, start_score) in ends.insertion.items():
-        if f"insertion@{name}" in out:
+        if f"insertion@{name}" in out or f"insertion@{name}" in skip:
             continue
         out[f"insertion@{name}"] = metrics.insertion(
             maps, batch.images, score, steps=steps, substrate=start, max_batch=max_batch, endpoint_scores=(start_score, ref.images)
         ).auc
-    return {k: v for k, v in out.items() if k not in skip}
+    return out
 
 
 def road_models(eval_cfg: dict[str, Any]) -> list[str]:
@@ -157,36 +169,29 @@ def road_metrics(batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any])
 @dataclass(frozen=True)
 class DefinitionEndpoints:
     """Each deletion definition's baseline and each insertion definition's start, with their
-    scores (no map changes them: computed once per model, shared by every method)."""
+    scores (no map changes them: computed once per model, with :class:`ReferenceScores`)."""
 
     deletion: dict[str, tuple[torch.Tensor, torch.Tensor]]
     insertion: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-_ENDPOINTS: dict[int, DefinitionEndpoints] = {}
+def definition_endpoints(batch: EvalBatch, eval_cfg: dict[str, Any]) -> DefinitionEndpoints:
+    """The :class:`DefinitionEndpoints` of ``batch``: the mean colour (RISE's code and
+    torch-cam), black, Quantus's minimum, and RISE's blur, each scored once."""
+    score = score_fn_for(batch)
+    size = int(eval_cfg["batch_size"])
+    mean_colour, rise_blur = perturbation_endpoints(batch.images, batch.adapter.mean, "rise_code")
+    black = perturbation_endpoints(batch.images, batch.adapter.mean, "black")[0]
+    lowest = metrics.normalised_minimum(batch.images, batch.adapter.mean, batch.adapter.std)
 
+    def scored(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return images, metrics.scores_in_chunks(images, score, size)
 
-def definition_endpoints(batch: EvalBatch, eval_cfg: dict[str, Any], ref: "ReferenceScores") -> DefinitionEndpoints:
-    """The :class:`DefinitionEndpoints` of ``batch``, computed on first use and kept for the
-    other methods of the same batch (one process scores every method of a model)."""
-    key = id(batch)
-    if key not in _ENDPOINTS:
-        score = score_fn_for(batch)
-        size = int(eval_cfg["batch_size"])
-        mean_colour, rise_blur = perturbation_endpoints(batch.images, batch.adapter.mean, "rise_code")
-        black = perturbation_endpoints(batch.images, batch.adapter.mean, "black")[0]
-        lowest = metrics.normalised_minimum(batch.images, batch.adapter.mean, batch.adapter.std)
-
-        def scored(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return images, metrics.scores_in_chunks(images, score, size)
-
-        colour = scored(mean_colour)
-        _ENDPOINTS.clear()  # one batch at a time
-        _ENDPOINTS[key] = DefinitionEndpoints(
-            deletion={"rise_code": colour, "black": scored(black), "quantus": scored(lowest)},
-            insertion={"rise_code": scored(rise_blur), "torchcam": colour},
-        )
-    return _ENDPOINTS[key]
+    colour = scored(mean_colour)
+    return DefinitionEndpoints(
+        deletion={"rise_code": colour, "black": scored(black), "quantus": scored(lowest)},
+        insertion={"rise_code": scored(rise_blur), "torchcam": colour},
+    )
 
 
 def map_only_metrics(maps: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     maps, meta = load_maps(args.maps)
     batch = eval_batch(args.model, args.dataset, cfg["eval"]["n_images"], device)
     eval_cfg = {**cfg["eval"], "seed": int(cfg.get("seed", 0))}
-    result = score_maps(batch, maps, eval_cfg, extended=batch.adapter.name in definition_models(cfg["eval"]))
+    result = score_maps(batch, maps, eval_cfg, extended=extended_scoring(batch.adapter.name, meta.get("method"), cfg["eval"]))
     result.update({"method": meta.get("method"), "model": batch.adapter.name, "dataset": batch.dataset, "n": int(maps.shape[0])})
     result["inputs"] = input_identity(args.model, args.dataset)
     write_json(args.out, result)
