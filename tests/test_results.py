@@ -71,3 +71,20 @@ def test_record_from_values_and_files(tmp_path):
     path = tmp_path / "r.json"
     write_records([rec, make_record()], path)
     assert [r.metric for r in read_records(path)] == ["deletion", "m"]
+
+
+def test_an_undefined_value_leaves_its_image_out_and_tables_count_only_their_metrics():
+    from shared.pipeline import table
+    from shared.pipeline.results import records_from_scores
+
+    scores = {
+        "method": "m", "model": "resnet", "dataset": "d", "image_ids": [0, 1, 2],
+        "per_image": {"complexity": [1.0, None, 3.0], "insertion": [0.5, 0.25, 0.75]},
+    }
+    by_metric = {r.metric: r for r in records_from_scores(scores, {}, n_resamples=20, ci=0.95, seed=0)}
+    assert by_metric["complexity"].value == 2.0 and by_metric["complexity"].n == 2
+    assert by_metric["complexity"].extra["undefined"] == 1 and "undefined" not in by_metric["insertion"].extra
+    md, _ = table.render(list(by_metric.values()), ["insertion"], None, None, None)
+    assert "n = 3 images" in md  # complexity's n = 2 is not a cell of this table
+    md, _ = table.render(list(by_metric.values()), ["insertion", "complexity"], None, None, None)
+    assert "n = 2, 3 images" in md

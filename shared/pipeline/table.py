@@ -88,7 +88,8 @@ def render(records: list[ResultRecord], metrics: list[str], methods: list[str] |
             vals += ["" if r is None else f"{x:.6g}" if x is not None else "" for x in ((r.value, r.ci_low, r.ci_high) if r else (None, None, None))]
             n = r.n if r else n
         writer.writerow([d, mo, me, *vals, n])
-    n_values = sorted({r.n for r in records if (r.dataset, r.model, r.method) in set(rows)})
+    # the images behind the cells shown (a metric not in the table may have left some out)
+    n_values = sorted({r.n for r in records if (r.dataset, r.model, r.method) in set(rows) and r.metric in metrics})
     lines += ["", f"Mean over images with a {int(100 * (records[0].extra.get('ci', 0.95) if records else 0.95))} % bootstrap CI; n = {', '.join(map(str, n_values))} images. ↑ higher is better, ↓ lower is better."]
     return "\n".join(lines) + "\n", out.getvalue()
 
