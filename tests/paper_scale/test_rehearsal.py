@@ -182,6 +182,6 @@ def test_every_job_left_a_benchmark_and_the_budgets_follow_from_them(rehearsal):
     keep = os.environ.get("REPRO_REHEARSAL_KEEP")
     if keep:  # a developer refreshing config/paper-scale.yaml's budgets keeps the run's measurements
         Path(keep).mkdir(parents=True, exist_ok=True)
-        for name in ("budgets.yaml", "budgets.md", "merged.yaml"):
+        for name in ("budgets.yaml", "budgets.md", "budgets.json", "merged.yaml"):
             shutil.copy2(out / name, Path(keep) / name)
         shutil.copytree(repo / "logs" / "benchmarks", Path(keep) / "benchmarks", dirs_exist_ok=True)
