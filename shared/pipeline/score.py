@@ -93,13 +93,15 @@ def definition_models(eval_cfg: dict[str, Any]) -> list[str]:
     return list((eval_cfg.get("definitions") or {}).get("models") or [])
 
 
-def extended_scoring(model: str, method: str, eval_cfg: dict[str, Any]) -> bool:
-    """Whether the (model, method) pair is also scored under the definition variants that cost
-    forward passes: a leaderboard method (what the definitions page ranks) on a model of
-    ``eval.definitions.models``. The one rule, whichever job scores the pair."""
+def extended_scoring(model: str, method: str, eval_cfg: dict[str, Any]) -> dict[str, bool]:
+    """Which costly extras the (model, method) pair is scored with: ``definitions`` (the
+    definition variants that cost forward passes, on a model of ``eval.definitions.models``) and
+    ``road`` (on a model of ``eval.road.models``), each for the leaderboard methods only (what
+    the definitions page and the leaderboard rank). The one rule, whichever job scores the pair."""
     from shared.registry_meta import method_info
 
-    return model in definition_models(eval_cfg) and bool(method_info(method)["leaderboard"])
+    ranked = bool(method_info(method)["leaderboard"])
+    return {"definitions": ranked and model in definition_models(eval_cfg), "road": ranked and model in road_models(eval_cfg)}
 
 
 def library_drop_increase(batch: EvalBatch, maps: torch.Tensor, max_batch: int, base: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -217,13 +219,17 @@ def maxboxacc_v2_block(maps: torch.Tensor, boxes: torch.Tensor) -> dict[str, Any
 
 
 def score_maps(
-    batch: EvalBatch, maps: torch.Tensor, eval_cfg: dict[str, Any], references: ReferenceScores | None = None, extended: bool = False
+    batch: EvalBatch,
+    maps: torch.Tensor,
+    eval_cfg: dict[str, Any],
+    references: ReferenceScores | None = None,
+    extended: dict[str, bool] | None = None,
 ) -> dict[str, Any]:
     """Every metric that applies to the batch's model, per image. ``references``: the scores
     shared by every method on this batch (:func:`reference_scores`), computed here when absent.
-    ``extended``: also the definition variants that cost forward passes
-    (:func:`definition_models_metrics`; the models of ``eval.definitions.models``). ROAD on the
-    models of ``eval.road.models`` (:func:`road_models`)."""
+    ``extended`` (:func:`extended_scoring`): ``definitions`` — also the definition variants that
+    cost forward passes and MaxBoxAccV2 (:func:`definition_models_metrics`); ``road`` — ROAD."""
+    extended = extended or {}
     maps = maps.to(batch.images.device)
     if maps.shape[0] != batch.images.shape[0]:
         raise ValueError(
@@ -272,9 +278,9 @@ def score_maps(
         per_image["average_drop_15"] = adic[0.15].drop
         per_image["increase_in_confidence_15"] = adic[0.15].increase
         per_image.update(library_drop_increase(batch, maps, max_batch, ref.images))
-    if batch.adapter.name in road_models(eval_cfg):
+    if extended.get("road"):
         per_image.update(road_metrics(batch, maps, eval_cfg))
-    if extended:
+    if extended.get("definitions"):
         # the suite's own convention was scored above: its variants are those numbers
         known = {f"deletion@{ref.perturbation}": per_image["deletion"], f"insertion@{ref.perturbation}": per_image["insertion"]}
         known = {k: v for k, v in known.items() if k in BY_NAME}
@@ -282,7 +288,7 @@ def score_maps(
     mba = metrics.max_box_accuracy(maps, boxes)
     # MaxBoxAccV2 boxes every component at every threshold: ~0.9 s a pair at 64 px on a CPU, so
     # only on the definition models (as the deletion / insertion variants)
-    extra = {"maxboxacc_v2": maxboxacc_v2_block(maps, boxes)} if extended else {}
+    extra = {"maxboxacc_v2": maxboxacc_v2_block(maps, boxes)} if extended.get("definitions") else {}
     return {
         "per_image": {k: [float(x) for x in v.detach().cpu().double()] for k, v in sorted(per_image.items())},
         "maxboxacc": {
