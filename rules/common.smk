@@ -48,6 +48,14 @@ def results_cfg() -> str:
     return cfg_json({**runtime_cfg(), "eval": config["eval"], "config_sha256": config_hash(config)})
 
 
+def paper_step_cfg(paper: str) -> str:
+    """A paper step's settings: :func:`results_cfg` plus the paper's own (``paper``: its
+    ``papers.<id>`` section over its config_schema defaults, ``shared.config.paper_settings``)."""
+    from shared.config import config_hash, paper_settings
+
+    return cfg_json({**runtime_cfg(), "eval": config["eval"], "config_sha256": config_hash(config), "paper": paper_settings(config, paper)})
+
+
 def _captions() -> dict[str, tuple[str, str]]:
     """reports path -> (paper id, caption) for every figure and table a paper.yaml declares."""
     from shared.paper_meta import load_paper, paper_dirs

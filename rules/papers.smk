@@ -90,7 +90,7 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
                 datasets=" ".join(_step.datasets),
                 methods=" ".join(_step.methods),
                 outputs=" ".join(f"{k}={v}" for k, v in _step.outputs.items()),
-                cfg=lambda wc: results_cfg(),
+                cfg=lambda wc, _pid=_pid: paper_step_cfg(_pid),
             log:
                 f"logs/papers/{_pid}/{_step.id}.log",
             benchmark:

@@ -135,6 +135,17 @@ def validate_paper_sections(config: dict[str, Any], source: str = "config") -> N
             raise _config_error(source, f"papers/{paper_id}/paper.yaml config_schema", errors, base=f"papers.{paper_id}")
 
 
+def paper_settings(config: dict[str, Any], paper_id: str) -> dict[str, Any]:
+    """Paper ``paper_id``'s settings: its ``papers.<id>`` config section over the ``default`` of
+    every top-level property of its paper.yaml ``config_schema`` (what its steps read as
+    ``StepContext.settings``). The section itself is checked by :func:`validate_paper_sections`."""
+    from shared.paper_meta import PAPERS_DIR, load_paper
+
+    schema = load_paper(PAPERS_DIR / paper_id).get("config_schema") or {}
+    defaults = {k: v["default"] for k, v in (schema.get("properties") or {}).items() if isinstance(v, dict) and "default" in v}
+    return deep_merge(defaults, (config.get("papers") or {}).get(paper_id) or {})
+
+
 def workflow_config(path: str | Path = DEFAULT_CONFIG, schema: str | Path = SCHEMA_PATH) -> dict[str, Any]:
     """The config as the workflow's rules see it: :func:`load_config` (``path`` merged over
     config/default.yaml, validated), then the schema's defaults filled in, as the Snakefile's

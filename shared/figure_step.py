@@ -47,6 +47,11 @@ class StepContext:
         return self.config["eval"]
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """This paper's settings (``papers.<id>`` of the config over its ``config_schema`` defaults)."""
+        return self.config.get("paper", {})
+
+    @property
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
 
