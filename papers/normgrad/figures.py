@@ -314,12 +314,15 @@ def class_sensitivity_step(ctx: StepContext) -> None:
 
     table_path, records_path = ctx.output("table"), ctx.output("records")
     methods = list(ctx.methods)
+    # the sweep's learning rates: the authors' (META_LRS) unless the config's papers.normgrad.meta_lrs
+    # says otherwise (the paper-scale rehearsal runs one: every code path, a sixth of the time)
+    lrs = tuple(float(x) for x in ctx.settings.get("meta_lrs", META_LRS))
     rec = Recorder(ctx.config)
     for i, path in enumerate(ctx.models):
         batch = ctx.eval_batch(i)
         if batch.adapter.task != "classifier":
             raise ValueError(f"{path} is an embedding model: class sensitivity needs a classifier's classes")
-        class_sensitivity_records(batch, methods, ctx.eval["batch_size"], rec)
+        class_sensitivity_records(batch, methods, ctx.eval["batch_size"], rec, lrs)
     write_records(rec.records, records_path)
     main = [r for r in rec.records if r.metric in CLASS_SENSITIVITY_METRICS]
     md, table_csv = render(
@@ -328,10 +331,10 @@ def class_sensitivity_step(ctx: StepContext) -> None:
         "and share of images whose two maxima disagree (higher = more class-sensitive), over the images where neither "
         f"map is constant; share of images with a constant map (excluded; last column); meta step at lr {lr_tag(DEFAULT_META_LR)}",
     )
-    write_text(table_path, md + "\n" + sweep_table(rec.records, methods))
+    write_text(table_path, md + "\n" + sweep_table(rec.records, methods, lrs))
     write_text(Path(table_path).with_suffix(".csv"), table_csv)
     if "sweep" in ctx.outputs:
-        fig = sweep_figure(rec.records, methods)
+        fig = sweep_figure(rec.records, methods, lrs)
         save_figure(fig, ctx.output("sweep"))
         plt.close(fig)
 

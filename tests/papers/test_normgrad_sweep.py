@@ -153,3 +153,18 @@ def test_records_sweep_every_lr_and_keep_the_claim_records(tmp_path):
     fig.savefig(tmp_path / "sweep.png")
     table = sweep_table(rec.records, methods, lrs=lrs)
     assert table.count("| normgrad_meta |") == len(lrs) and table.count("| normgrad |") == 1
+
+
+def test_the_configured_sweep_defaults_to_the_authors_and_one_lr_still_renders(tmp_path):
+    """papers.normgrad.meta_lrs: its schema default is the authors' sweep (META_LRS); a sweep of one
+    lr (the rehearsal's) still makes every record, the table and the figure."""
+    from shared.config import paper_settings
+
+    assert tuple(paper_settings({"papers": {}}, "normgrad")["meta_lrs"]) == META_LRS
+    assert paper_settings({"papers": {"normgrad": {"meta_lrs": [2.5e-3]}}}, "normgrad")["meta_lrs"] == [2.5e-3]
+    rec, methods = recorder(), ["gradcam_meta"]
+    batch = SimpleNamespace(adapter=tiny_adapter(2), images=torch.rand(4, 3, 8, 8), dataset="shapes")
+    class_sensitivity_records(batch, methods, 4, rec, lrs=(DEFAULT_META_LR,))
+    assert {r.metric for r in rec.records} >= {"class_sensitivity", sweep_metric(DEFAULT_META_LR)}
+    assert "2.5e-3" in sweep_table(rec.records, methods, lrs=(DEFAULT_META_LR,))
+    sweep_figure(rec.records, methods, lrs=(DEFAULT_META_LR,)).savefig(tmp_path / "one.png")
