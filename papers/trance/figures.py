@@ -34,6 +34,7 @@ from papers.trance.method import (  # noqa: E402
     bessel_transfer,
     coherence,
     concept_prototypes,
+    explained_layer,
     faith,
     fidelity,
     fidelity_prob,
@@ -50,18 +51,6 @@ from shared.plotting import Recorder  # noqa: E402
 METHODS = ("trance", "nmf")
 METRICS = ("fidelity", "fidelity_prob", "coherence", "faith", "reconstruction_fit")
 FONTSIZE = 7
-
-
-def explained_layer(adapter, block: int | None) -> str:
-    """The layer both explainers factor: block ``block`` of shared.explain.layers (1-based; a
-    negative number counts from the top: -1 is the last block), or, with None, the adapter's
-    target layer (the last convolutional block)."""
-    from shared.explain.layers import block_layer, block_layers
-
-    if block is None:
-        return adapter.target_layer
-    block = int(block)
-    return block_layer(adapter, block if block > 0 else len(block_layers(adapter)) + 1 + block)
 
 
 def fit_images(dataset_dir: str, n_fit: int, device) -> torch.Tensor:
@@ -195,11 +184,9 @@ def bessel_figure(runs: dict[str, dict], n_images: int) -> plt.Figure:
     s = torch.linspace(0, 1, 201, dtype=torch.float64)
     ax.plot(s.numpy(), torch.special.bessel_j0(BESSEL_J1_FIRST_ZERO * (1 - s)).numpy(), color="k", linewidth=1)
     ax.axhline(0, color="0.6", linewidth=0.6)
-    ax.set_xlabel("normalised concept activation ŝ", fontsize=FONTSIZE)
     ax.set_ylabel("J₀(j₁,₁(1 − ŝ))", fontsize=FONTSIZE)
     ax.tick_params(labelsize=FONTSIZE)
-    ax.set_title("Bessel transfer: + where the concept is (saw), − where it is least (avoided)", fontsize=FONTSIZE)
-    ax.xaxis.set_label_coords(0.5, -0.22)
+    ax.set_title("Bessel transfer of the normalised concept activation ŝ (x): + saw, − avoided", fontsize=FONTSIZE)
     r = 1
     for model in models:
         run = runs[model]

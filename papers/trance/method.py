@@ -174,6 +174,18 @@ def vae_reconstruct(model: VAEConcepts, acts: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- the approximated model
 
 
+def explained_layer(adapter, block: int | None) -> str:
+    """The layer both explainers factor: block ``block`` of shared.explain.layers (1-based; a
+    negative number counts from the top: -1 is the last block), or, with None, the adapter's
+    target layer (the last convolutional block)."""
+    from shared.explain.layers import block_layer, block_layers
+
+    if block is None:
+        return adapter.target_layer
+    block = int(block)
+    return block_layer(adapter, block if block > 0 else len(block_layers(adapter)) + 1 + block)
+
+
 @contextmanager
 def layer_replaced(adapter, layer: str, replacement: torch.Tensor) -> Iterator[None]:
     """Within the block, module ``layer`` of ``adapter`` outputs ``replacement`` (same shape as its
@@ -185,7 +197,6 @@ def layer_replaced(adapter, layer: str, replacement: torch.Tensor) -> Iterator[N
             if output.shape != replacement.shape:
                 raise ValueError(f"layer {layer!r} outputs {tuple(output.shape)}, the replacement is {tuple(replacement.shape)}")
             return replacement.to(output.dtype)
-        b, t, c = output.shape
         p = adapter.num_prefix_tokens
         tokens = replacement.flatten(2).transpose(1, 2).to(output.dtype)
         return torch.cat([output[:, :p], tokens], dim=1)
