@@ -137,6 +137,7 @@ def concepts_figure(runs: dict[str, dict], n_protos: int) -> plt.Figure:
     where the concept is strongest, dimmed outside the concept's (min-max normalised) heat-map."""
     groups = [(model, method) for model in runs for method in METHODS]
     k = next(iter(runs.values()))["maps"]["trance"].shape[1]
+    n_protos = min(n_protos, min(run["images"].shape[0] for run in runs.values()))
     ncols = len(groups) * n_protos
     fig, axes = plt.subplots(k, ncols, figsize=(0.62 * ncols + 0.4, 0.66 * k + 0.5), squeeze=False)
     for g, (model, method) in enumerate(groups):
@@ -176,6 +177,7 @@ def bessel_figure(runs: dict[str, dict], n_images: int) -> plt.Figure:
     """Top: the transfer b = J₀(j₁,₁(1 − ŝ)); below, per model and image, TraNCE's strongest
     concept in that image: the image, the concept map, its Bessel map and the overlay."""
     models = list(runs)
+    n_images = min(n_images, min(run["images"].shape[0] for run in runs.values()))
     rows = 1 + len(models) * n_images
     fig = plt.figure(figsize=(5.2, 1.3 * rows + 1.0))
     grid = fig.add_gridspec(rows, 4, hspace=0.45, wspace=0.08, height_ratios=[1.6] + [1] * (rows - 1),
