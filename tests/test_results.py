@@ -88,3 +88,14 @@ def test_an_undefined_value_leaves_its_image_out_and_tables_count_only_their_met
     assert "n = 3 images" in md  # complexity's n = 2 is not a cell of this table
     md, _ = table.render(list(by_metric.values()), ["insertion", "complexity"], None, None, None)
     assert "n = 2, 3 images" in md
+
+
+def test_a_paper_whose_numbers_are_all_step_records_has_empty_results_and_judged_claims(tmp_path):
+    """`results: []` (TraNCE: no shared per-image method): the results job reads no scores file,
+    writes an empty results.json, and judges the claims from the step records alone."""
+    from shared.pipeline import results
+
+    out = tmp_path / "results.json"
+    cfg = {"seed": 0, "device": "cpu", "eval": {"bootstrap": 10, "ci": 0.95}}
+    assert results.main(["--paper", "trance", "--out", str(out), "--config-json", json.dumps(cfg)]) == 0
+    assert read_records(out) == []

@@ -82,7 +82,7 @@ def load_results(path: str | Path) -> dict[str, ResultRecord]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--paper", required=True)
-    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--scores", nargs="*", default=[], help="scores files (none for a paper whose numbers are all its steps' records)")
     p.add_argument("--out", required=True)
     p.add_argument("--config-json", required=True, help="seed, device, eval section and config_sha256")
     p.add_argument(
