@@ -10,7 +10,7 @@ The step ``train`` (declared in papers/ttame/paper.yaml, run through ``shared.fi
               figure=reports/ttame/qualitative.png --config-json '{...}'
 
 Per model: the head (:mod:`papers.ttame.method`) is trained on the first ``n_train`` images of the
-model's training split (settings: ``n_train``, ``epochs``, ``batch_size``, ``lr``, ``n_layers``),
+model's training split (settings: ``n_train``, ``epochs``, ``batch_size``, ``lr``, ``n_layers``, ``cache_features``),
 deterministically from the config's seed; then the maps of the evaluation subset's ground-truth
 classes (the pipeline's targets, ``ClassTarget(labels)``) come from one forward pass and are
 scored exactly as ``shared.pipeline.score.score_maps`` scores a shared method's maps:
@@ -57,7 +57,7 @@ LOCALISATION = ("pointing_game", "relevance_mass")
 ROAD = ("road_morf", "road_lerf")
 N_SHOW = 4
 """Images shown per model in the figure."""
-DEFAULTS: dict[str, Any] = {"n_train": 480, "epochs": 4, "batch_size": 32, "lr": 0.01, "n_layers": 3, "road": False, "models": None}
+DEFAULTS: dict[str, Any] = {"n_train": 480, "epochs": 4, "batch_size": 32, "lr": 0.01, "n_layers": 3, "road": False, "models": None, "cache_features": True}
 """The settings when the config gives none (paper.yaml's config_schema carries the same defaults)."""
 
 
@@ -138,6 +138,7 @@ def train(ctx: StepContext) -> None:
         result = train_head(
             adapter, images, n_layers=int(settings["n_layers"]), epochs=int(settings["epochs"]),
             batch_size=int(settings["batch_size"]), lr=float(settings["lr"]), seed=ctx.seed,
+            cache_features=bool(settings["cache_features"]),
         )
         labels = batch.split.labels.to(batch.images.device)
         chunk = int(ctx.eval["batch_size"])

@@ -209,6 +209,7 @@ def train_head(
     weight_decay: float = 5e-4,
     seed: int = 0,
     feature_batch: int = 128,
+    cache_features: bool = True,
 ) -> TrainResult:
     """Train a T-TAME head on ``images`` (N, 3, H, W) in [0, 1] for the frozen ``adapter``.
 
@@ -218,14 +219,19 @@ def train_head(
     gradient and it stays in eval mode (its BN uses the running statistics). As the classifier
     is frozen and images are not augmented, its features and predictions are computed once.
     The image order of each epoch is a permutation drawn from a generator seeded with ``seed``.
+    ``cache_features=False`` recomputes them every step instead (one more forward pass a step,
+    no memory for Σ_l C_l h_l w_l floats per training image: at paper scale).
     """
     adapter.explain_mode()
     layers = feature_layers(adapter, n_layers)
-    outs = [classifier_features(adapter, images[i : i + feature_batch], layers) for i in range(0, images.shape[0], feature_batch)]
-    predicted = torch.cat([o[0].argmax(1) for o in outs])
-    feats = [torch.cat([o[1][k] for o in outs]) for k in range(len(layers))]
+    starts = range(0, images.shape[0], feature_batch) if cache_features else range(1)
+    outs = [classifier_features(adapter, images[i : i + (feature_batch if cache_features else 1)], layers) for i in starts]
     num_classes = outs[0][0].shape[1]
-    head = build_head(adapter, feats, num_classes, seed)
+    head = build_head(adapter, outs[0][1], num_classes, seed)
+    if cache_features:
+        predicted = torch.cat([o[0].argmax(1) for o in outs])
+        feats = [torch.cat([o[1][k] for o in outs]) for k in range(len(layers))]
+    del outs
     n = images.shape[0]
     steps = (n + batch_size - 1) // batch_size
     opt = torch.optim.SGD(_param_groups(head, weight_decay), lr=lr, momentum=momentum, nesterov=True)
@@ -238,8 +244,13 @@ def train_head(
         sums = {"loss": 0.0, "ce": 0.0, "area": 0.0, "smoothness": 0.0}
         for s in range(steps):
             idx = order[s * batch_size : (s + 1) * batch_size]
-            x, y = images[idx], predicted[idx]
-            a, _ = head([f[idx] for f in feats])
+            x = images[idx]
+            if cache_features:
+                y, batch_feats = predicted[idx], [f[idx] for f in feats]
+            else:
+                logits, batch_feats = classifier_features(adapter, x, layers)
+                y = logits.argmax(1)
+            a, _ = head(batch_feats)
             up = F.interpolate(own_masks(a, y), size=x.shape[-2:], mode="bilinear", align_corners=False)
             terms = ttame_loss(adapter(masked_input(adapter, x, up)), y, regularised_masks(a, y))
             opt.zero_grad(set_to_none=True)

@@ -142,3 +142,12 @@ def test_training_is_deterministic_and_trains():
     fresh = train_head(adapter, train, epochs=1, batch_size=4, lr=0.0, seed=7).head.state_dict()
     assert not torch.equal(fresh["fuser.weight"], s1["fuser.weight"])  # the head did move
     assert all(not p.requires_grad for p in adapter.model.parameters()) and not adapter.training  # classifier frozen
+
+
+def test_recomputed_features_train_the_same_head():
+    """cache_features=False (paper scale: features recomputed every step) trains the same head."""
+    adapter, _, _ = role("plaincnn", 1)
+    train = torch.rand(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    cached = train_head(adapter, train, epochs=1, batch_size=4, lr=0.01, seed=7).head.state_dict()
+    fresh = train_head(adapter, train, epochs=1, batch_size=4, lr=0.01, seed=7, cache_features=False).head.state_dict()
+    assert all(torch.allclose(cached[k].float(), fresh[k].float(), atol=1e-5) for k in cached)
