@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shared.explain.capture import capture
-from shared.explain.layers import block_layers
+from shared.explain.layers import block_layers, plain_features
 from shared.models.adapter import ModelAdapter
 
 CE_COEFF = 1.5
@@ -57,18 +57,36 @@ MAX_MAP_SIZE = 56
 """The code caps the head's map size at 56 (the first feature layer's size, if smaller)."""
 
 
+def stage_outputs(adapter: ModelAdapter) -> list[str]:
+    """The output of each stage of the model, bottom to top.
+
+    A plain CNN (``shared.explain.layers.plain_features``): each max pool, and its last ReLU if
+    the features do not end with a pool (VGG-16: ``features.4, 9, 16, 23, 30``; the benchmark's
+    plain CNN: ``features.3, 7, 11, 17``). Any other model: its blocks (``block_layers``: ResNet
+    stages, a ViT block's first norm).
+    """
+    plain = plain_features(adapter)
+    if plain is None:
+        return block_layers(adapter)
+    prefix, features = plain
+    ends = [f"{prefix}.{i}" for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+    if not isinstance(features[-1], nn.MaxPool2d):
+        relus = [i for i, m in enumerate(features) if isinstance(m, nn.ReLU)]
+        if relus:
+            ends.append(f"{prefix}.{relus[-1]}")
+    return ends
+
+
 def feature_layers(adapter: ModelAdapter, n_layers: int = 3) -> list[str]:
-    """The last ``n_layers`` block outputs of the model (:func:`shared.explain.layers.block_layers`).
+    """The outputs of the model's last ``n_layers`` stages (:func:`stage_outputs`).
 
     The code: ResNet-50 ``layer2, layer3, layer4`` (its last three stages), VGG-16
-    ``features.16, .23, .30`` (the outputs of its last three conv stages), ViT-B/16
-    ``encoder_layer_{9,10,11}.ln`` (the first norm of its last three blocks), i.e. the last three
-    blocks of each; ``block_layers`` names exactly these (for a plain CNN the ReLU ending each of
-    the last three conv layers).
+    ``features.16, .23, .30`` (the max pools ending its last three conv stages), ViT-B/16
+    ``encoder_layer_{9,10,11}.ln`` (the first norm of its last three blocks): the same rule.
     """
-    layers = block_layers(adapter)
+    layers = stage_outputs(adapter)
     if not 1 <= n_layers <= len(layers):
-        raise ValueError(f"model {adapter.name!r} has {len(layers)} blocks ({', '.join(layers)}); cannot take the last {n_layers}")
+        raise ValueError(f"model {adapter.name!r} has {len(layers)} stages ({', '.join(layers)}); cannot take the last {n_layers}")
     return layers[-n_layers:]
 
 

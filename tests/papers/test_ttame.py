@@ -24,6 +24,7 @@ from papers.ttame.method import (
     ttame_loss,
     ttame_maps,
 )
+from shared.models.adapter import ModelAdapter
 from tests.tiny_zoo import SIZE, role
 
 M = [[0.0, 1.0, 0.5], [0.25, 0.75, 0.0], [1.0, 0.5, 0.25]]
@@ -151,3 +152,14 @@ def test_recomputed_features_train_the_same_head():
     cached = train_head(adapter, train, epochs=1, batch_size=4, lr=0.01, seed=7).head.state_dict()
     fresh = train_head(adapter, train, epochs=1, batch_size=4, lr=0.01, seed=7, cache_features=False).head.state_dict()
     assert all(torch.allclose(cached[k].float(), fresh[k].float(), atol=1e-5) for k in cached)
+
+
+def test_layers_are_the_last_three_stages():
+    """As the code's choices: ResNet stages 2-4, a plain CNN's last three stage ends (pools, and the
+    last ReLU when no pool ends it), a ViT's last three blocks' first norm."""
+    assert feature_layers(role("resnet", 1)[0]) == ["layer2", "layer3", "layer4"]
+    assert feature_layers(role("plaincnn", 1)[0]) == ["features.7", "features.11", "features.17"]
+    assert feature_layers(role("vit", 1)[0]) == ["blocks.1.norm1", "blocks.2.norm1", "blocks.3.norm1"]
+    vgg = ModelAdapter(nn.Sequential(), "cnn", "classifier", "")  # VGG-16's layout: features.16, 23, 30 (the paper's)
+    vgg.model.add_module("features", nn.Sequential(*[nn.MaxPool2d(2) if i in (4, 9, 16, 23, 30) else nn.ReLU() for i in range(31)]))
+    assert feature_layers(vgg) == ["features.16", "features.23", "features.30"]
