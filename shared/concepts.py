@@ -110,10 +110,30 @@ def _np_dtype(t: Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
-def _nmf_init(k: int, n_rows: int, c: int) -> str:
-    # scikit-learn's own default (init=None) resolves to exactly this; we name it so that the
-    # choice is visible and does not move with a scikit-learn release (before 1.1 it was 'nndsvd').
-    return "nndsvda" if k <= min(n_rows, c) else "random"
+def nndsvda_init(x: Tensor, k: int, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+    """NNDSVDa initial factors (W (n, k), H (k, C)) of a non-negative ``x`` (n, C) (Boutsidis &
+    Gallopoulos, Pattern Recognition 2008): the first singular pair's absolute values, then for each
+    further pair the larger (by norm product) of its positive and its negative parts, scaled by
+    sqrt(σ_j · that product); entries below ``eps`` set to the mean of ``x`` (the 'a' variant).
+
+    scikit-learn's ``init='nndsvda'`` is this on a *randomized* SVD; we take the exact one
+    (torch.linalg.svd): the same initialisation without the randomized range finder, which cost more
+    than the factorisation's first hundred iterations here. The result does not depend on the signs
+    the SVD returns (flipping a pair swaps its positive and negative parts)."""
+    u, sv, vh = torch.linalg.svd(x, full_matrices=False)
+    u, sv, v = u[:, :k], sv[:k], vh[:k].T  # (n, k), (k,), (C, k)
+    up, un, vp, vn = u.clamp_min(0), (-u).clamp_min(0), v.clamp_min(0), (-v).clamp_min(0)
+    nup, nun, nvp, nvn = up.norm(dim=0), un.norm(dim=0), vp.norm(dim=0), vn.norm(dim=0)
+    pos = nup * nvp >= nun * nvn  # which part each pair keeps (ties: the positive part)
+    scale = torch.sqrt(sv * torch.where(pos, nup * nvp, nun * nvn))
+    W = torch.where(pos, up / nup.clamp_min(1e-30), un / nun.clamp_min(1e-30)) * scale
+    H = (torch.where(pos, vp / nvp.clamp_min(1e-30), vn / nvn.clamp_min(1e-30)) * scale).T
+    # the first pair: both vectors have one sign (Perron-Frobenius), |u1|, |v1| whatever the SVD's sign
+    W[:, 0], H[0] = torch.sqrt(sv[0]) * u[:, 0].abs(), torch.sqrt(sv[0]) * v[:, 0].abs()
+    avg = x.mean()
+    W = torch.where(W < eps, avg, W)
+    H = torch.where(H < eps, avg, H)
+    return W, H
 
 
 def nmf_concepts(
@@ -121,9 +141,9 @@ def nmf_concepts(
 ) -> Concepts:
     """Factor ``acts`` (N, C, h, w) into k NMF concepts with scikit-learn's NMF.
 
-    Coordinate descent (scikit-learn's default solver), Frobenius loss, no regularisation,
-    ``init`` 'nndsvda' (scikit-learn's default for k <= min(rows, C); 'random' above), and
-    ``random_state=seed``: deterministic. ``nonnegative`` says what to do with negative values
+    Coordinate descent (scikit-learn's default solver), Frobenius loss, no regularisation, started
+    from NNDSVDa (``nndsvda_init``: scikit-learn's default for k <= min(rows, C), on an exact SVD;
+    seeded 'random' above), ``random_state=seed``: deterministic. ``nonnegative`` says what to do with negative values
     (see ``nonnegative_shift``); the default refuses them.
     """
     from sklearn.decomposition import NMF
@@ -137,16 +157,23 @@ def nmf_concepts(
     rows = (_rows(acts) - shift).clamp_min(0)  # clamp: 'relu' mode, and float noise of 'shift'
     # in the activations' precision (float32 for a model's; scikit-learn keeps the dtype): float64
     # would double the cost of the products that dominate coordinate descent for no visible gain
-    x = rows.detach().cpu().to(_np_dtype(acts)).numpy()
-    model = NMF(n_components=k, init=_nmf_init(k, x.shape[0], c), solver="cd", beta_loss="frobenius",
+    rows = rows.detach().cpu().to(_np_dtype(acts))
+    x = rows.numpy()
+    if k <= min(x.shape):  # scikit-learn's default init=None resolves to NNDSVDa here
+        W0, H0 = (t.numpy() for t in nndsvda_init(rows, k))
+        init, name = "custom", "nndsvda (exact SVD)"
+    else:  # ... and to 'random' (seeded) above; we name both so that no release can move them
+        W0 = H0 = None
+        init = name = "random"
+    model = NMF(n_components=k, init=init, solver="cd", beta_loss="frobenius",
                 max_iter=max_iter, tol=tol, random_state=seed)
-    W = model.fit_transform(x)
+    W = model.fit_transform(x, W=W0, H=H0)
     H = model.components_
     err = float(np.linalg.norm(x - W @ H) / max(float(np.linalg.norm(x)), 1e-30))
     dev, dt = acts.device, acts.dtype
     return Concepts(
         W=_grid(torch.from_numpy(W).to(dev, dt), n, h, w), H=torch.from_numpy(H).to(dev, dt), offset=shift,
-        method="nmf", info={"n_iter": int(model.n_iter_), "relative_error": err, "init": model.init},
+        method="nmf", info={"n_iter": int(model.n_iter_), "relative_error": err, "init": name},
     )
 
 

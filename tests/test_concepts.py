@@ -49,7 +49,7 @@ def test_nmf_recovers_an_exact_nonnegative_factorisation():
         found, true = con.W[:, pj].flatten(), W[:, j].flatten()
         s = (found @ true) / (found @ found)
         assert torch.allclose(s * found, true, atol=1e-4)
-    assert con.info["init"] == "nndsvda"
+    assert con.info["init"] == "nndsvda (exact SVD)"
 
 
 def test_nmf_is_deterministic_and_refuses_negative_input():
@@ -180,3 +180,16 @@ def test_many_concept_sets_in_one_pass_equal_separate_passes():
     assert both.shape == (2, 5, 3)
     for r, con in enumerate(sets):
         assert torch.allclose(both[r], approximated_logits(adapter, images, "act", con, batch_size=3), atol=1e-6)
+
+
+def test_nndsvda_init_matches_scikit_learn_on_an_exact_svd():
+    # scikit-learn's NNDSVDa on a randomized SVD; with n_oversamples covering the full rank its SVD is
+    # exact up to rounding, so the two initialisations agree
+    from sklearn.decomposition._nmf import _initialize_nmf
+
+    from shared.concepts import nndsvda_init
+
+    x = torch.rand(30, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    W, H = nndsvda_init(x, 3)
+    W_ref, H_ref = _initialize_nmf(x.numpy(), 3, init="nndsvda", random_state=0)
+    assert torch.allclose(W, torch.from_numpy(W_ref), atol=1e-8) and torch.allclose(H, torch.from_numpy(H_ref), atol=1e-8)
