@@ -17,6 +17,7 @@ layer's output by ``W·H + offset`` and running the rest of the network unchange
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,8 +36,9 @@ class Concepts:
     """A factorisation ``A ≈ W·H + offset`` of activations (N, C, h, w), see the module docstring.
 
     ``W`` (N, k, h, w) concept activations per image position, ``H`` (k, C) concept vectors,
-    ``offset`` (C,) added back after ``W·H``; ``method`` "nmf" or "pca" (how new activations are
-    encoded: non-negative least squares, or projection on the orthonormal components).
+    ``offset`` (C,) added back after ``W·H``; ``method`` "nmf", "pca" or "kmeans" (how new
+    activations are encoded: non-negative least squares, projection on the orthonormal components,
+    or the nearest centre).
     """
 
     W: Tensor
@@ -103,10 +105,35 @@ def nonnegative_shift(acts: Tensor, mode: str = "refuse") -> Tensor:
     return torch.zeros(c, dtype=acts.dtype, device=acts.device)
 
 
-def _nmf_init(k: int, n_rows: int, c: int) -> str:
-    # scikit-learn's own default (init=None) resolves to exactly this; we name it so that the
-    # choice is visible and does not move with a scikit-learn release (before 1.1 it was 'nndsvd').
-    return "nndsvda" if k <= min(n_rows, c) else "random"
+def _np_dtype(t: Tensor) -> torch.dtype:
+    """float64 for float64 input (tests with exact factorisations), else float32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def nndsvda_init(x: Tensor, k: int, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
+    """NNDSVDa initial factors (W (n, k), H (k, C)) of a non-negative ``x`` (n, C) (Boutsidis &
+    Gallopoulos, Pattern Recognition 2008): the first singular pair's absolute values, then for each
+    further pair the larger (by norm product) of its positive and its negative parts, scaled by
+    sqrt(σ_j · that product); entries below ``eps`` set to the mean of ``x`` (the 'a' variant).
+
+    scikit-learn's ``init='nndsvda'`` is this on a *randomized* SVD; we take the exact one
+    (torch.linalg.svd): the same initialisation without the randomized range finder, which cost more
+    than the factorisation's first hundred iterations here. The result does not depend on the signs
+    the SVD returns (flipping a pair swaps its positive and negative parts)."""
+    u, sv, vh = torch.linalg.svd(x, full_matrices=False)
+    u, sv, v = u[:, :k], sv[:k], vh[:k].T  # (n, k), (k,), (C, k)
+    up, un, vp, vn = u.clamp_min(0), (-u).clamp_min(0), v.clamp_min(0), (-v).clamp_min(0)
+    nup, nun, nvp, nvn = up.norm(dim=0), un.norm(dim=0), vp.norm(dim=0), vn.norm(dim=0)
+    pos = nup * nvp >= nun * nvn  # which part each pair keeps (ties: the positive part)
+    scale = torch.sqrt(sv * torch.where(pos, nup * nvp, nun * nvn))
+    W = torch.where(pos, up / nup.clamp_min(1e-30), un / nun.clamp_min(1e-30)) * scale
+    H = (torch.where(pos, vp / nvp.clamp_min(1e-30), vn / nvn.clamp_min(1e-30)) * scale).T
+    # the first pair: both vectors have one sign (Perron-Frobenius), |u1|, |v1| whatever the SVD's sign
+    W[:, 0], H[0] = torch.sqrt(sv[0]) * u[:, 0].abs(), torch.sqrt(sv[0]) * v[:, 0].abs()
+    avg = x.mean()
+    W = torch.where(W < eps, avg, W)
+    H = torch.where(H < eps, avg, H)
+    return W, H
 
 
 def nmf_concepts(
@@ -114,9 +141,9 @@ def nmf_concepts(
 ) -> Concepts:
     """Factor ``acts`` (N, C, h, w) into k NMF concepts with scikit-learn's NMF.
 
-    Coordinate descent (scikit-learn's default solver), Frobenius loss, no regularisation,
-    ``init`` 'nndsvda' (scikit-learn's default for k <= min(rows, C); 'random' above), and
-    ``random_state=seed``: deterministic. ``nonnegative`` says what to do with negative values
+    Coordinate descent (scikit-learn's default solver), Frobenius loss, no regularisation, started
+    from NNDSVDa (``nndsvda_init``: scikit-learn's default for k <= min(rows, C), on an exact SVD;
+    seeded 'random' above), ``random_state=seed``: deterministic. ``nonnegative`` says what to do with negative values
     (see ``nonnegative_shift``); the default refuses them.
     """
     from sklearn.decomposition import NMF
@@ -128,16 +155,25 @@ def nmf_concepts(
         raise ValueError(f"k must be >= 1, got {k}")
     shift = nonnegative_shift(acts, nonnegative)
     rows = (_rows(acts) - shift).clamp_min(0)  # clamp: 'relu' mode, and float noise of 'shift'
-    x = rows.detach().cpu().double().numpy()  # float64: the factorisation must not depend on BLAS rounding of float32
-    model = NMF(n_components=k, init=_nmf_init(k, x.shape[0], c), solver="cd", beta_loss="frobenius",
+    # in the activations' precision (float32 for a model's; scikit-learn keeps the dtype): float64
+    # would double the cost of the products that dominate coordinate descent for no visible gain
+    rows = rows.detach().cpu().to(_np_dtype(acts))
+    x = rows.numpy()
+    if k <= min(x.shape):  # scikit-learn's default init=None resolves to NNDSVDa here
+        W0, H0 = (t.numpy() for t in nndsvda_init(rows, k))
+        init, name = "custom", "nndsvda (exact SVD)"
+    else:  # ... and to 'random' (seeded) above; we name both so that no release can move them
+        W0 = H0 = None
+        init = name = "random"
+    model = NMF(n_components=k, init=init, solver="cd", beta_loss="frobenius",
                 max_iter=max_iter, tol=tol, random_state=seed)
-    W = model.fit_transform(x)
+    W = model.fit_transform(x, W=W0, H=H0)
     H = model.components_
-    err = float(np.linalg.norm(x - W @ H) / max(np.linalg.norm(x), 1e-30))
+    err = float(np.linalg.norm(x - W @ H) / max(float(np.linalg.norm(x)), 1e-30))
     dev, dt = acts.device, acts.dtype
     return Concepts(
         W=_grid(torch.from_numpy(W).to(dev, dt), n, h, w), H=torch.from_numpy(H).to(dev, dt), offset=shift,
-        method="nmf", info={"n_iter": int(model.n_iter_), "relative_error": err, "init": model.init},
+        method="nmf", info={"n_iter": int(model.n_iter_), "relative_error": err, "init": name},
     )
 
 
@@ -160,25 +196,69 @@ def pca_concepts(acts: Tensor, k: int) -> Concepts:
     return Concepts(W=_grid(W.to(acts.dtype), n, h, w), H=H.to(acts.dtype), offset=mean.to(acts.dtype), method="pca")
 
 
+def kmeans_concepts(acts: Tensor, k: int, seed: int = 0) -> Concepts:
+    """k-means clusters of the positions' activations as concepts (ACE's clustering; ICE's
+    ``ChannelClusterReducer``): ``H`` = the cluster centres, ``W`` = each position's one-hot cluster,
+    so ``W·H`` replaces each position by its centre. scikit-learn's KMeans (k-means++, its default
+    ``n_init``) with ``random_state=seed``: deterministic."""
+    from sklearn.cluster import KMeans
+
+    n, c, h, w = acts.shape
+    x = _rows(acts).detach().cpu().double().numpy()
+    km = KMeans(n_clusters=k, random_state=seed).fit(x)
+    H = torch.from_numpy(km.cluster_centers_).to(acts.device, acts.dtype)
+    W = torch.nn.functional.one_hot(torch.from_numpy(km.labels_).long(), k).to(acts.device, acts.dtype)
+    return Concepts(W=_grid(W, n, h, w), H=H, offset=torch.zeros(c, dtype=acts.dtype, device=acts.device),
+                    method="kmeans", info={"inertia": float(km.inertia_)})
+
+
 def encode(acts: Tensor, concepts: Concepts, max_iter: int = 200, tol: float = 1e-4) -> Tensor:
     """The concept activations W (N, k, h, w) of new activations on fixed concepts ``concepts.H``.
 
     NMF: non-negative least squares per position with H fixed (scikit-learn's
     ``non_negative_factorization(update_H=False)``, as ``NMF.transform``); PCA: the projection
-    on the orthonormal components. The offset is taken off first (NMF: negative values left after
-    the shift are clamped to 0, as at fitting time).
+    on the orthonormal components; k-means: the one-hot nearest centre (``KMeans.predict``). The
+    offset is taken off first (NMF: negative values left after the shift are clamped to 0, as at
+    fitting time).
     """
     n, c, h, w = acts.shape
     rows = _rows(acts) - concepts.offset
     if concepts.method == "pca":
         return _grid(rows @ concepts.H.T, n, h, w)
+    if concepts.method == "kmeans":
+        nearest = torch.cdist(rows.double(), concepts.H.double()).argmin(dim=1)
+        return _grid(torch.nn.functional.one_hot(nearest, concepts.k).to(acts.dtype), n, h, w)
     from sklearn.decomposition import non_negative_factorization
 
-    x = rows.clamp_min(0).detach().cpu().double().numpy()
-    H = concepts.H.detach().cpu().double().numpy()
+    x = rows.clamp_min(0).detach().cpu().to(_np_dtype(acts)).numpy()
+    H = concepts.H.detach().cpu().to(_np_dtype(acts)).numpy()
     W, _, _ = non_negative_factorization(x, H=H, n_components=H.shape[0], init="custom", update_H=False,
                                          solver="cd", max_iter=max_iter, tol=tol)
     return _grid(torch.from_numpy(W).to(acts.device, acts.dtype), n, h, w)
+
+
+def concept_layer(adapter: ModelAdapter, images: Tensor, block: int | None = None) -> str:
+    """The layer whose activations are factored: block ``block`` of ``shared.explain.layers.block_layers``
+    (1-based; negative counts from the top, -1 the last), or, with None, the topmost block whose
+    output is non-negative on ``images`` (a post-ReLU layer, as DFF's conv5_4 ReLU and ICE's ResNet
+    ``layer4``; an embedding network's signed 1×1 ``embed`` head is skipped). A ValueError if there
+    is none (a ViT: LayerNorm outputs are signed)."""
+    from shared.explain.layers import block_layers
+
+    layers = block_layers(adapter)
+    if block is not None:
+        b = block if block > 0 else len(layers) + 1 + block
+        if not 1 <= b <= len(layers):
+            raise ValueError(f"model {adapter.name!r} has {len(layers)} blocks ({', '.join(layers)}); block {block} does not exist")
+        return layers[b - 1]
+    modules = {name: adapter.module(name) for name in layers}
+    with torch.no_grad(), capture(modules, track_gradients=False) as rec:
+        adapter(images)
+    for name in reversed(layers):
+        if float(rec[name].min()) >= 0:
+            return name
+    raise ValueError(f"model {adapter.name!r} has no block with non-negative output ({', '.join(layers)}); "
+                     f"choose a block and nonnegative='shift' or 'relu'")
 
 
 def reconstruct(concepts: Concepts, W: Tensor | None = None) -> Tensor:
@@ -207,30 +287,39 @@ def _replace_output(adapter: ModelAdapter, output: Tensor, grid: Tensor) -> Tens
 
 
 def approximated_logits(
-    adapter: ModelAdapter, images: Tensor, layer: str, concepts: Concepts | Tensor, batch_size: int = 64,
+    adapter: ModelAdapter, images: Tensor, layer: str, concepts: Concepts | Tensor | Sequence[Concepts], batch_size: int = 64,
     max_iter: int = 200, tol: float = 1e-4,
 ) -> Tensor:
     """The outputs (N, K) of the model with ``layer``'s output replaced by its concept reconstruction.
 
     For each batch the layer's actual activations A are encoded on the fixed concepts (``encode``:
-    W = argmin_{W>=0} ||A - offset - W·H||, or the PCA projection) and ``W·H + offset`` is passed
-    on; the rest of the network is unchanged. ``concepts`` may be a bare ``H`` (k, C) tensor: NMF
-    concepts without offset. The forward hook is removed afterwards, also on an error.
+    W = argmin_{W>=0} ||A - offset - W·H||, the PCA projection, or the nearest k-means centre) and
+    ``W·H + offset`` is passed on; the rest of the network is unchanged. ``concepts`` may be a bare
+    ``H`` (k, C) tensor (NMF concepts without offset), or a sequence of R concept sets: then the
+    result is (R, N, K), computed with one pass through the layers below ``layer`` (the hook hands
+    the R reconstructions on as one batch of R·B; in eval mode every image is independent). The
+    forward hook is removed afterwards, also on an error.
     """
     if isinstance(concepts, Tensor):
         concepts = Concepts(W=torch.empty(0, concepts.shape[0], 0, 0), H=concepts,
                             offset=torch.zeros(concepts.shape[1], dtype=concepts.dtype, device=concepts.device))
+    many = not isinstance(concepts, Concepts)
+    sets = list(concepts) if many else [concepts]
     module = adapter.module(layer)
 
     def hook(mod, inputs, output):
-        grid = adapter.to_grid(output)
-        W = encode(grid.float(), concepts, max_iter=max_iter, tol=tol)
-        return _replace_output(adapter, output, reconstruct(concepts, W))
+        grid = adapter.to_grid(output).float()
+        recs = [_replace_output(adapter, output, reconstruct(c, encode(grid, c, max_iter=max_iter, tol=tol))) for c in sets]
+        return torch.cat(recs)
 
     handle = module.register_forward_hook(hook)
     try:
         with torch.no_grad():
-            out = [adapter(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
+            out = []
+            for i in range(0, images.shape[0], batch_size):
+                chunk = images[i : i + batch_size]
+                out.append(adapter(chunk).view(len(sets), chunk.shape[0], -1))
     finally:
         handle.remove()
-    return torch.cat(out)
+    result = torch.cat(out, dim=1)
+    return result if many else result[0]

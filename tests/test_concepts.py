@@ -49,7 +49,7 @@ def test_nmf_recovers_an_exact_nonnegative_factorisation():
         found, true = con.W[:, pj].flatten(), W[:, j].flatten()
         s = (found @ true) / (found @ found)
         assert torch.allclose(s * found, true, atol=1e-4)
-    assert con.info["init"] == "nndsvda"
+    assert con.info["init"] == "nndsvda (exact SVD)"
 
 
 def test_nmf_is_deterministic_and_refuses_negative_input():
@@ -142,3 +142,54 @@ def test_approximated_model_equals_a_hand_computed_forward():
     out = approximated_logits(adapter, images, "act", con)
     assert torch.allclose(out, ref, atol=1e-5)
     assert not torch.allclose(out, adapter(images), atol=1e-3)  # k < C: an approximation, not the model
+
+
+def test_kmeans_concepts_find_separated_centres_and_encode_to_them():
+    from shared.concepts import kmeans_concepts
+
+    centres = torch.tensor([[0.0, 0.0, 5.0], [5.0, 0.0, 0.0]])
+    g = torch.Generator().manual_seed(0)
+    which = torch.arange(2 * 3 * 3) % 2
+    rows = centres[which] + 0.01 * torch.randn(18, 3, generator=g)
+    acts = rows.reshape(2, 3, 3, 3).permute(0, 3, 1, 2)
+    con = kmeans_concepts(acts, 2, seed=0)
+    order = con.H[:, 0].argsort()
+    assert torch.allclose(con.H[order], centres, atol=0.02)
+    W = encode(acts, con)
+    assert torch.equal(W, con.W) and torch.equal(W.sum(dim=1), torch.ones(2, 3, 3))
+
+
+def test_concept_layer_takes_the_topmost_non_negative_block():
+    from shared.concepts import concept_layer
+
+    model = _Tiny()
+    adapter = ModelAdapter(model, kind="cnn", task="classifier", target_layer="act", layers=["act", "conv2"]).explain_mode()
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert concept_layer(adapter, images) == "act"  # conv2's output is signed
+    assert concept_layer(adapter, images, block=-1) == "conv2" and concept_layer(adapter, images, block=1) == "act"
+    with pytest.raises(ValueError, match="block 3"):
+        concept_layer(adapter, images, block=3)
+
+
+def test_many_concept_sets_in_one_pass_equal_separate_passes():
+    adapter = _tiny_adapter()
+    images = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    acts = layer_activations(adapter, images, "act")
+    sets = [nmf_concepts(acts, 2, seed=0), pca_concepts(acts, 3)]
+    both = approximated_logits(adapter, images, "act", sets, batch_size=2)
+    assert both.shape == (2, 5, 3)
+    for r, con in enumerate(sets):
+        assert torch.allclose(both[r], approximated_logits(adapter, images, "act", con, batch_size=3), atol=1e-6)
+
+
+def test_nndsvda_init_matches_scikit_learn_on_an_exact_svd():
+    # scikit-learn's NNDSVDa on a randomized SVD; with n_oversamples covering the full rank its SVD is
+    # exact up to rounding, so the two initialisations agree
+    from sklearn.decomposition._nmf import _initialize_nmf
+
+    from shared.concepts import nndsvda_init
+
+    x = torch.rand(30, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    W, H = nndsvda_init(x, 3)
+    W_ref, H_ref = _initialize_nmf(x.numpy(), 3, init="nndsvda", random_state=0)
+    assert torch.allclose(W, torch.from_numpy(W_ref), atol=1e-8) and torch.allclose(H, torch.from_numpy(H_ref), atol=1e-8)
