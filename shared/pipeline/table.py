@@ -17,13 +17,13 @@ from shared.results import ResultRecord, read_records
 
 LOWER_IS_BETTER_PREFIXES = (
     "deletion", "average_drop", "mass_on_other", "class_sensitivity", "road_morf", "complexity", "effective_complexity",
-    "max_sensitivity", "avg_sensitivity", "local_lipschitz",
+    "max_sensitivity", "avg_sensitivity", "local_lipschitz", "fidelity_error",
 )
 """Metrics where lower is better: deletion AUC (every definition), Average Drop (every definition),
 mass on the wrong object, the rank correlation of top- and bottom-class maps, ROAD MoRF (the score
 after removing the most relevant pixels), complexity (entropy) and effective complexity (Quantus:
-a simpler explanation is better), the robustness metrics (sensitivity, local Lipschitz estimate);
-and any paired drop (e.g. ``wsol_fixed_drop_fgsm8``)."""
+a simpler explanation is better), the robustness metrics (sensitivity, local Lipschitz estimate),
+ICE's fidelity error of a concept-approximated model; and any paired drop (e.g. ``wsol_fixed_drop_fgsm8``)."""
 
 
 HIGHER_IS_BETTER_EXCEPTIONS = ("class_sensitivity_pointing_disagreement",)
