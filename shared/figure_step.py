@@ -100,6 +100,17 @@ def parse_outputs(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _default_settings() -> dict[str, Any]:
+    """The config_schema defaults of the paper whose ``figures`` module runs as ``__main__``."""
+    import sys
+
+    from shared.config import paper_settings
+
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    parts = (spec.name if spec else "").split(".")
+    return paper_settings({}, parts[1]) if len(parts) > 2 and parts[0] == "papers" else {}
+
+
 def step_main(steps: dict[str, Callable[[StepContext], None]], doc: str | None = None, argv: list[str] | None = None) -> int:
     """Parse the step command line, set up the run-time, run the named step."""
     from shared.runtime import setup_from_config
@@ -116,6 +127,9 @@ def step_main(steps: dict[str, Callable[[StepContext], None]], doc: str | None =
     if len(args.datasets) != len(args.models):
         p.error(f"give one dataset per model: {len(args.models)} models, {len(args.datasets)} datasets")
     cfg = json.loads(args.config_json)
+    if "paper" not in cfg:
+        # run by hand without the workflow's settings: the paper's config_schema defaults
+        cfg["paper"] = _default_settings()
     device = setup_from_config(cfg)
     ctx = StepContext(
         step=args.step, models=list(args.models), datasets=list(args.datasets), methods=list(args.methods),

@@ -121,3 +121,18 @@ def test_workflow_config_fills_the_schema_defaults_as_snakemake_does(repo_root):
     assert config["models"]["resnet"]["label_smoothing"] == 0.0  # config/schema.yaml's default
     assert workflow_config_hash(tiny) == config_hash(config) != config_hash(load_config(tiny))
     assert workflow_config_hash(tiny) != workflow_config_hash(repo_root / "config" / "default.yaml")
+
+
+def test_a_paper_step_run_by_hand_gets_its_config_schema_defaults(monkeypatch):
+    """`python -m papers.<id>.figures ...` without the workflow's settings in --config-json: the
+    step sees the defaults of the paper's config_schema (shared.figure_step), as the rules pass them."""
+    import importlib.machinery
+    import sys
+
+    from shared.config import paper_settings
+    from shared.figure_step import _default_settings
+
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", importlib.machinery.ModuleSpec("papers.normgrad.figures", None))
+    assert _default_settings() == paper_settings({}, "normgrad") and "meta_lrs" in _default_settings()
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", importlib.machinery.ModuleSpec("shared.steps.retrieval", None))
+    assert _default_settings() == {}
