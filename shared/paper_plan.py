@@ -199,6 +199,22 @@ def plan_paper(doc: dict[str, Any], config: dict[str, Any]) -> PaperPlan:
     return plan
 
 
+def check_method_settings(config: dict[str, Any]) -> None:
+    """Every key of the config's ``methods:`` names a registered method (a misspelt one would be
+    ignored without a word); a block variant ``<name>_b<k>`` reads its base's settings, so a key of
+    its own is refused, naming the base."""
+    for name in (config.get("methods") or {}):
+        variant = BLOCK_VARIANT.match(name)
+        if variant:
+            base = variant.group("base")
+            raise PaperError(f"config methods.{name}: block variants read their base method's settings; set them under methods.{base}")
+        try:
+            method_info(name)
+        except KeyError as exc:
+            raise PaperError(f"config methods.{name}: {exc.args[0]}") from None
+
+
 def plan_papers(config: dict[str, Any], papers_dir: Path | None = None) -> dict[str, PaperPlan]:
     """paper id → plan, for every paper under ``papers/``."""
+    check_method_settings(config)
     return {d.name: plan_paper(load_paper(d), config) for d in paper_dirs(papers_dir)}

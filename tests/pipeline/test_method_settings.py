@@ -45,3 +45,14 @@ def test_an_ill_typed_section_stops_the_config(tmp_path):
     bad.write_text("methods:\n  gradcam:\n    models: resnet\n")
     with pytest.raises(ConfigError, match="methods"):
         load_config(bad)
+
+
+def test_a_misspelt_method_or_a_block_variant_key_stops_the_plan():
+    """A key of methods: that names no method would be ignored silently; a block variant's own key
+    too (naflow_b1 reads naflow's settings): both stop the plan, naming the fix."""
+    from shared.paper_meta import PaperError
+
+    with pytest.raises(PaperError, match="unknown method 'gradcamm'"):
+        plan_papers(_config({"gradcamm": {"models": ["resnet"]}}))
+    with pytest.raises(PaperError, match="set them under methods.naflow"):
+        plan_papers(_config({"naflow_b1": {"iterations": 2}}))
