@@ -63,14 +63,19 @@ def quadrants(ctx: StepContext) -> None:
     from shared.pipeline.table import render
     from shared.results import write_records
 
-    s = ctx.settings
-    groups = [[int(k) for k in g] for g in s.get("groups", [[0, 5, 6, 7], [1, 2, 3, 4]])]
-    methods = list(s.get("methods", ["gradcam"]))
-    alphas = [float(a) for a in s.get("alphas", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])]
-    overrides = {"integrated_gradients": {"steps": int(s.get("ig_steps", 8))}}
-    n_show = int(s.get("figure_images", 2))
+    s = ctx.settings  # every key has its config_schema default, but groups: the config's dataset's
+    if not s.get("groups"):
+        raise SystemExit(
+            "error: rfxg needs the super-class grouping of the benchmark's classes: set papers.rfxg.groups in the "
+            "config (a list of lists of class indices; config/default.yaml has the shapes benchmark's)"
+        )
+    groups = [[int(k) for k in g] for g in s["groups"]]
+    methods = list(s["methods"])
+    alphas = [float(a) for a in s["alphas"]]
+    overrides = {"integrated_gradients": {"steps": int(s["ig_steps"])}}
+    n_show = int(s["figure_images"])
     bs = int(ctx.eval["batch_size"])
-    max_batch = int(s.get("max_batch", 288))
+    max_batch = int(s["max_batch"])
     rec = Recorder(ctx.config)
     shown, used = [], []
     for i, path in enumerate(ctx.models):
