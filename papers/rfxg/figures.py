@@ -67,7 +67,7 @@ def quadrants(ctx: StepContext) -> None:
     if not s.get("groups"):
         raise SystemExit(
             "error: rfxg needs the super-class grouping of the benchmark's classes: set papers.rfxg.groups in the "
-            "config (a list of lists of class indices; config/default.yaml has the shapes benchmark's)"
+            "config (a list of lists of class indices; config/default.yaml has its benchmark's)"
         )
     groups = [[int(k) for k in g] for g in s["groups"]]
     methods = list(s["methods"])
