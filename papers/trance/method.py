@@ -1,4 +1,4 @@
-"""TraNCE's parts that are not a per-image map method: the VAE concept explainer, the Bessel
+"""TraNCE's pieces that are not a per-image map method: the VAE concept explainer, the Bessel
 visualisation and the Coherence / Fidelity / Faith scores (README.md: every equation, derivation
 and deviation).
 
@@ -254,7 +254,7 @@ def coherence(acts: torch.Tensor, maps: torch.Tensor, prototypes: torch.Tensor) 
     """Per image (N,): the mean over concepts of the cosine similarity between the C-vector at
     the concept's top position in the image and the concept's prototype (from the fitting images):
     1 when every concept picks the same feature in every image, lower the more a concept's
-    prototypical parts differ between images. Measured in the layer's own space, so linear and
+    prototypical regions differ between images. Measured in the layer's own space, so linear and
     non-linear explainers are scored alike."""
     feats = F.normalize(top_features(acts.double(), maps), dim=2)
     protos = F.normalize(prototypes.double(), dim=1)
