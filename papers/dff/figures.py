@@ -44,15 +44,20 @@ METHODS = ("dff", "dff_oracle", "chance")
 FONTSIZE = 8
 
 
+def concept_colours(k: int) -> list[tuple[float, float, float]]:
+    """k distinguishable colours for categories (concepts): tab10, or tab20 beyond ten."""
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    return [cmap(j % cmap.N)[:3] for j in range(k)]
+
+
 def colour_concepts(images: Tensor, maps: Tensor, opacity: float = 0.75) -> Tensor:
-    """DFF's figure: each concept a colour (gist_rainbow, as the authors' ``utils.show_heatmaps``),
+    """DFF's figure: each concept a colour (a qualitative colour map, :func:`concept_colours`; the
+    authors' ``utils.show_heatmaps`` uses gist_rainbow, whose neighbouring hues are hard to tell apart),
     each heat-map divided by its maximum on that image (their ``Demo.ipynb``). Where the authors
     stack k translucent layers (fine for their k <= 4 sparse factors), every pixel here takes the
     colour of its strongest concept with opacity ``opacity`` × that concept's normalised value, which
     stays readable at k = 8 (the co-segmentation reading of DFF: argmax over factors). (N, 3, H, W)."""
-    k = maps.shape[1]
-    cmap = plt.get_cmap("gist_rainbow")
-    colours = torch.tensor([cmap(j / k)[:3] for j in range(k)], dtype=images.dtype, device=images.device)
+    colours = torch.tensor(concept_colours(maps.shape[1]), dtype=images.dtype, device=images.device)
     norm = maps / maps.flatten(2).amax(dim=2).clamp_min(1e-12)[:, :, None, None]
     strength, which = norm.max(dim=1)  # (N, H, W)
     colour = colours[which].permute(0, 3, 1, 2)  # (N, 3, H, W)
@@ -64,19 +69,19 @@ def concepts_figure(runs: dict[str, dict], batches: dict[str, object], n_show: i
     """One row per model: the first ``n_show`` images with every concept coloured, the mask outlined."""
     rows = len(runs)
     fig, axes = plt.subplots(rows, n_show, figsize=(1.25 * n_show + 0.4, 1.3 * rows + 0.5), squeeze=False, layout="constrained")
-    cmap = plt.get_cmap("gist_rainbow")
     for r, (model, run) in enumerate(runs.items()):
         batch = batches[model]
         shown = colour_concepts(batch.images[:n_show], run["maps"][:n_show]).cpu()
         masks = batch.split.masks[:n_show].cpu()
         k = run["concepts"].k
+        colours = concept_colours(k)
         for c in range(n_show):
             ax = axes[r, c]
             if c < shown.shape[0]:
                 ax.imshow(shown[c].permute(1, 2, 0).numpy(), interpolation="nearest")
                 ax.contour(masks[c].numpy().astype(float), levels=[0.5], colors="white", linewidths=0.5)
                 j = int(run["chosen"][c])
-                ax.add_patch(plt.Rectangle((0, 0), 6, 6, color=cmap(j / k), transform=ax.transData, clip_on=True))
+                ax.add_patch(plt.Rectangle((0, 0), 6, 6, color=colours[j], transform=ax.transData, clip_on=True))
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(f"{model}\n{run['layer']}, k = {k}", fontsize=FONTSIZE)
