@@ -35,7 +35,6 @@ def test_pgd_one_step_by_hand():
     # CE gradient wrt x for a linear model: W^T (softmax(Wx) - onehot(y))
     z = torch.tensor([0.5 + 0.04, 0.99 - 0.02])
     p = torch.softmax(z, 0)
-    grad = torch.tensor([1.0, 0.0]) * (p[0] - 1) + torch.tensor([0.0, 1.0]) * p[1]  # (p0-1)*W0 + p1*W1, per pixel below
     grad = torch.tensor([(p[0] - 1) * 1.0, p[1] * 1.0, (p[0] - 1) * 2.0 + p[1] * -1.0])
     assert grad[0] < 0 and grad[1] > 0 and grad[2] < 0
     eps, alpha = 0.1, 0.3  # the step overshoots the ball: the projection must cut it back
