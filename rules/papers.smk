@@ -99,7 +99,7 @@ for _pid, _plan in sorted(PAPER_PLANS.items()):
                 **budget(f"{_pid}_{_step.id}"),
             shell:
                 "python -m {params.module} {params.step} --models {input.models} --datasets {params.datasets} "
-                "--methods {params.methods} --maps-dir data/maps --out {params.outputs} "
+                "--methods {params.methods} --maps-dir data/maps --maps {input.maps} --out {params.outputs} "
                 "--config-json {params.cfg} > {log} 2>&1"
 
     rule:

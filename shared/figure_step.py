@@ -39,6 +39,7 @@ class StepContext:
     outputs: dict[str, str]
     config: dict[str, Any]
     device: Any = None
+    planned_maps: frozenset[str] | None = None
     _batches: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -75,6 +76,12 @@ class StepContext:
     def batches(self) -> list:
         """Every model's evaluation subset, in the order of ``models``."""
         return [self.eval_batch(i) for i in range(len(self.models))]
+
+    def has_maps(self, model: str, method: str) -> bool:
+        """Whether the workflow computed ``method``'s shared maps on ``model`` for this step: the
+        profile may leave a pair out (``methods.<name>.models``), as the rehearsal does Score-CAM."""
+        path = self.maps_dir / model / f"{method}.safetensors"
+        return str(path) in self.planned_maps if self.planned_maps is not None else path.exists()
 
     def maps(self, model: str, method: str):
         """The shared maps (N, H, W) of ``method`` on ``model`` (its name, e.g. ``resnet``)."""
@@ -121,6 +128,7 @@ def step_main(steps: dict[str, Callable[[StepContext], None]], doc: str | None =
     p.add_argument("--datasets", nargs="*", default=[], help="one dataset directory per model")
     p.add_argument("--methods", nargs="*", default=[])
     p.add_argument("--maps-dir", default="data/maps")
+    p.add_argument("--maps", nargs="*", default=None, help="the map files the workflow computed for the step (the profile's method x model pairs)")
     p.add_argument("--out", nargs="+", required=True, metavar="NAME=PATH")
     p.add_argument("--config-json", required=True)
     args = p.parse_args(argv)
@@ -134,6 +142,7 @@ def step_main(steps: dict[str, Callable[[StepContext], None]], doc: str | None =
     ctx = StepContext(
         step=args.step, models=list(args.models), datasets=list(args.datasets), methods=list(args.methods),
         maps_dir=Path(args.maps_dir), outputs=parse_outputs(args.out), config=cfg, device=device,
+        planned_maps=frozenset(str(Path(m)) for m in args.maps) if args.maps is not None else None,
     )
     steps[args.step](ctx)
     return 0

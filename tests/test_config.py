@@ -136,3 +136,17 @@ def test_a_paper_step_run_by_hand_gets_its_config_schema_defaults(monkeypatch):
     assert _default_settings() == paper_settings({}, "normgrad") and "meta_lrs" in _default_settings()
     monkeypatch.setattr(sys.modules["__main__"], "__spec__", importlib.machinery.ModuleSpec("shared.steps.retrieval", None))
     assert _default_settings() == {}
+
+
+def test_a_step_knows_which_shared_maps_the_profile_computed(tmp_path):
+    """`--maps` lists the map files the plan gave the step (the profile's method x model pairs): a
+    pair left out (the rehearsal's Score-CAM) is absent even if an old file lies in data/maps."""
+    from shared.figure_step import StepContext
+
+    (tmp_path / "resnet").mkdir()
+    (tmp_path / "resnet" / "scorecam.safetensors").write_bytes(b"stale")
+    planned = frozenset([str(tmp_path / "resnet" / "gradcam.safetensors")])
+    ctx = StepContext("train", [], [], ["gradcam", "scorecam"], tmp_path, {}, {}, planned_maps=planned)
+    assert ctx.has_maps("resnet", "gradcam") and not ctx.has_maps("resnet", "scorecam")
+    by_hand = StepContext("train", [], [], ["scorecam"], tmp_path, {}, {})  # no --maps: what lies there
+    assert by_hand.has_maps("resnet", "scorecam") and not by_hand.has_maps("resnet", "gradcam")

@@ -147,13 +147,13 @@ def train(ctx: StepContext) -> None:
             rec.records[-1] = replace(r, extra={**r.extra, "training": training})
         theirs = None
         for m in ctx.methods:
-            if not applies(m, adapter):
-                continue
+            if not applies(m, adapter) or not ctx.has_maps(adapter.name, m):
+                continue  # a pair the profile leaves out (the rehearsal's Score-CAM): "not evaluable"
             their_maps = ctx.maps(adapter.name, m)
             theirs = their_maps if theirs is None else theirs
             for metric, values in scores(batch, their_maps, eval_cfg, False).items():
                 baselines.add(values, metric=metric, method=m, model=adapter.name, dataset=batch.dataset)
-        first = next((m for m in ctx.methods if applies(m, adapter)), "gradcam")
+        first = next((m for m in ctx.methods if applies(m, adapter) and ctx.has_maps(adapter.name, m)), "gradcam")
         shown.append((adapter.name, batch.images[:N_SHOW].cpu(), maps[:N_SHOW].cpu(), first, None if theirs is None else theirs[:N_SHOW].cpu()))
     write_records(rec.records, ctx.output("records"))
     columns = [*FAITHFULNESS, *LOCALISATION, *(ROAD if settings["road"] else ())]
