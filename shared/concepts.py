@@ -52,14 +52,14 @@ class Concepts:
         return int(self.H.shape[0])
 
 
-def _rows(acts: Tensor) -> Tensor:
+def position_rows(acts: Tensor) -> Tensor:
     """(N, C, h, w) -> (N·h·w, C): one row per image position, as NMF sees them."""
     n, c, h, w = acts.shape
     return acts.permute(0, 2, 3, 1).reshape(n * h * w, c)
 
 
-def _grid(rows: Tensor, n: int, h: int, w: int) -> Tensor:
-    """(N·h·w, K) -> (N, K, h, w), the inverse of ``_rows``."""
+def position_grid(rows: Tensor, n: int, h: int, w: int) -> Tensor:
+    """(N·h·w, K) -> (N, K, h, w), the inverse of ``position_rows``."""
     return rows.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
@@ -154,7 +154,7 @@ def nmf_concepts(
     if not 1 <= k:
         raise ValueError(f"k must be >= 1, got {k}")
     shift = nonnegative_shift(acts, nonnegative)
-    rows = (_rows(acts) - shift).clamp_min(0)  # clamp: 'relu' mode, and float noise of 'shift'
+    rows = (position_rows(acts) - shift).clamp_min(0)  # clamp: 'relu' mode, and float noise of 'shift'
     # in the activations' precision (float32 for a model's; scikit-learn keeps the dtype): float64
     # would double the cost of the products that dominate coordinate descent for no visible gain
     rows = rows.detach().cpu().to(_np_dtype(acts))
@@ -172,7 +172,7 @@ def nmf_concepts(
     err = float(np.linalg.norm(x - W @ H) / max(float(np.linalg.norm(x)), 1e-30))
     dev, dt = acts.device, acts.dtype
     return Concepts(
-        W=_grid(torch.from_numpy(W).to(dev, dt), n, h, w), H=torch.from_numpy(H).to(dev, dt), offset=shift,
+        W=position_grid(torch.from_numpy(W).to(dev, dt), n, h, w), H=torch.from_numpy(H).to(dev, dt), offset=shift,
         method="nmf", info={"n_iter": int(model.n_iter_), "relative_error": err, "init": name},
     )
 
@@ -186,14 +186,14 @@ def pca_concepts(acts: Tensor, k: int) -> Concepts:
     so the result is deterministic.
     """
     n, c, h, w = acts.shape
-    rows = _rows(acts).double()
+    rows = position_rows(acts).double()
     mean = rows.mean(dim=0)
     _, _, vh = torch.linalg.svd(rows - mean, full_matrices=False)
     H = vh[:k]
     idx = H.abs().argmax(dim=1)
     H = H * torch.sign(H[torch.arange(H.shape[0]), idx])[:, None]
     W = (rows - mean) @ H.T
-    return Concepts(W=_grid(W.to(acts.dtype), n, h, w), H=H.to(acts.dtype), offset=mean.to(acts.dtype), method="pca")
+    return Concepts(W=position_grid(W.to(acts.dtype), n, h, w), H=H.to(acts.dtype), offset=mean.to(acts.dtype), method="pca")
 
 
 def kmeans_concepts(acts: Tensor, k: int, seed: int = 0) -> Concepts:
@@ -204,11 +204,11 @@ def kmeans_concepts(acts: Tensor, k: int, seed: int = 0) -> Concepts:
     from sklearn.cluster import KMeans
 
     n, c, h, w = acts.shape
-    x = _rows(acts).detach().cpu().double().numpy()
+    x = position_rows(acts).detach().cpu().double().numpy()
     km = KMeans(n_clusters=k, random_state=seed).fit(x)
     H = torch.from_numpy(km.cluster_centers_).to(acts.device, acts.dtype)
     W = torch.nn.functional.one_hot(torch.from_numpy(km.labels_).long(), k).to(acts.device, acts.dtype)
-    return Concepts(W=_grid(W, n, h, w), H=H, offset=torch.zeros(c, dtype=acts.dtype, device=acts.device),
+    return Concepts(W=position_grid(W, n, h, w), H=H, offset=torch.zeros(c, dtype=acts.dtype, device=acts.device),
                     method="kmeans", info={"inertia": float(km.inertia_)})
 
 
@@ -222,19 +222,19 @@ def encode(acts: Tensor, concepts: Concepts, max_iter: int = 200, tol: float = 1
     fitting time).
     """
     n, c, h, w = acts.shape
-    rows = _rows(acts) - concepts.offset
+    rows = position_rows(acts) - concepts.offset
     if concepts.method == "pca":
-        return _grid(rows @ concepts.H.T, n, h, w)
+        return position_grid(rows @ concepts.H.T, n, h, w)
     if concepts.method == "kmeans":
         nearest = torch.cdist(rows.double(), concepts.H.double()).argmin(dim=1)
-        return _grid(torch.nn.functional.one_hot(nearest, concepts.k).to(acts.dtype), n, h, w)
+        return position_grid(torch.nn.functional.one_hot(nearest, concepts.k).to(acts.dtype), n, h, w)
     from sklearn.decomposition import non_negative_factorization
 
     x = rows.clamp_min(0).detach().cpu().to(_np_dtype(acts)).numpy()
     H = concepts.H.detach().cpu().to(_np_dtype(acts)).numpy()
     W, _, _ = non_negative_factorization(x, H=H, n_components=H.shape[0], init="custom", update_H=False,
                                          solver="cd", max_iter=max_iter, tol=tol)
-    return _grid(torch.from_numpy(W).to(acts.device, acts.dtype), n, h, w)
+    return position_grid(torch.from_numpy(W).to(acts.device, acts.dtype), n, h, w)
 
 
 def concept_layer(adapter: ModelAdapter, images: Tensor, block: int | None = None) -> str:
@@ -265,7 +265,7 @@ def reconstruct(concepts: Concepts, W: Tensor | None = None) -> Tensor:
     """``W·H + offset`` as activations (N, C, h, w); ``W`` defaults to the fitted ``concepts.W``."""
     W = concepts.W if W is None else W
     n, _, h, w = W.shape
-    return _grid(_rows(W) @ concepts.H + concepts.offset, n, h, w)
+    return position_grid(position_rows(W) @ concepts.H + concepts.offset, n, h, w)
 
 
 def concept_maps(concepts: Concepts, size: tuple[int, int], W: Tensor | None = None) -> Tensor:
@@ -277,7 +277,7 @@ def concept_maps(concepts: Concepts, size: tuple[int, int], W: Tensor | None = N
     return upsample(W.reshape(n * k, h, w), size).reshape(n, k, *size)
 
 
-def _replace_output(adapter: ModelAdapter, output: Tensor, grid: Tensor) -> Tensor:
+def replace_output(adapter: ModelAdapter, output: Tensor, grid: Tensor) -> Tensor:
     """Put a (B, C, h, w) grid back in the layer's own layout (ViT: prefix tokens kept as they are)."""
     if output.dim() == 4:
         return grid.to(output.dtype)
@@ -309,7 +309,7 @@ def approximated_logits(
 
     def hook(mod, inputs, output):
         grid = adapter.to_grid(output).float()
-        recs = [_replace_output(adapter, output, reconstruct(c, encode(grid, c, max_iter=max_iter, tol=tol))) for c in sets]
+        recs = [replace_output(adapter, output, reconstruct(c, encode(grid, c, max_iter=max_iter, tol=tol))) for c in sets]
         return torch.cat(recs)
 
     handle = module.register_forward_hook(hook)

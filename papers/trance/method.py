@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared.concepts import position_grid, position_rows, replace_output
+
 BESSEL_J1_FIRST_ZERO = 3.8317059702075125
 """j₁,₁: the first positive zero of J₁, i.e. the first minimum of J₀ (J₀′ = −J₁)."""
 
@@ -85,16 +87,6 @@ class VAEConcepts:
         return self.vae.concepts
 
 
-def positions(acts: torch.Tensor) -> torch.Tensor:
-    """(N, C, h, w) → (N·h·w, C): the C-vector of every position, image-major, row-major."""
-    return acts.permute(0, 2, 3, 1).reshape(-1, acts.shape[1])
-
-
-def unpositions(rows: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
-    """Inverse of :func:`positions`: (N·h·w, D) → (N, D, h, w)."""
-    return rows.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
-
-
 @contextmanager
 def _seeded(seed: int) -> Iterator[None]:
     """Parameters initialised from ``seed`` without touching the caller's global RNG."""
@@ -118,7 +110,7 @@ def fit_vae(
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
     device = acts.device
-    rows = positions(acts.float())
+    rows = position_rows(acts.float())
     scale = float(rows.pow(2).mean().sqrt())
     if not math.isfinite(scale) or scale == 0.0:
         raise ValueError("the layer's activations are all zero (or not finite): nothing to explain")
@@ -157,8 +149,8 @@ def fit_vae(
 def vae_concept_maps(model: VAEConcepts, acts: torch.Tensor) -> torch.Tensor:
     """Concept maps (N, k, h, w): the posterior mean μ_θ of every position."""
     n, _, h, w = acts.shape
-    mu, _ = model.vae.encode(positions(acts.float()) / model.scale)
-    return unpositions(mu, n, h, w)
+    mu, _ = model.vae.encode(position_rows(acts.float()) / model.scale)
+    return position_grid(mu, n, h, w)
 
 
 @torch.no_grad()
@@ -166,8 +158,8 @@ def vae_reconstruct(model: VAEConcepts, acts: torch.Tensor) -> torch.Tensor:
     """The layer as the explainer reconstructs it, g_φ(μ_θ(a)) · scale (N, C, h, w); clamped at 0
     on a non-negative layer."""
     n, _, h, w = acts.shape
-    mu, _ = model.vae.encode(positions(acts.float()) / model.scale)
-    rec = unpositions(model.vae.decode(mu) * model.scale, n, h, w)
+    mu, _ = model.vae.encode(position_rows(acts.float()) / model.scale)
+    rec = position_grid(model.vae.decode(mu) * model.scale, n, h, w)
     return rec.clamp_min(0) if model.nonnegative else rec
 
 
@@ -193,13 +185,9 @@ def layer_replaced(adapter, layer: str, replacement: torch.Tensor) -> Iterator[N
     module = adapter.module(layer)
 
     def hook(mod, inputs, output):
-        if output.dim() == 4:
-            if output.shape != replacement.shape:
-                raise ValueError(f"layer {layer!r} outputs {tuple(output.shape)}, the replacement is {tuple(replacement.shape)}")
-            return replacement.to(output.dtype)
-        p = adapter.num_prefix_tokens
-        tokens = replacement.flatten(2).transpose(1, 2).to(output.dtype)
-        return torch.cat([output[:, :p], tokens], dim=1)
+        if output.dim() == 4 and output.shape != replacement.shape:
+            raise ValueError(f"layer {layer!r} outputs {tuple(output.shape)}, the replacement is {tuple(replacement.shape)}")
+        return replace_output(adapter, output, replacement)
 
     handle = module.register_forward_hook(hook)
     try:

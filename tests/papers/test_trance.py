@@ -23,15 +23,15 @@ from papers.trance.method import (
     fidelity_prob,
     fit_vae,
     logits_with_layer,
-    positions,
     reconstruction_fit,
     reparameterise,
     top_features,
-    unpositions,
     vae_concept_maps,
     vae_loss,
     vae_reconstruct,
 )
+from shared.concepts import position_grid as unpositions
+from shared.concepts import position_rows as positions
 from tests.tiny_zoo import role
 
 # --------------------------------------------------------------------------- VAE loss terms
