@@ -30,21 +30,13 @@ from papers.ice.method import REDUCERS, ice_fidelity  # noqa: E402
 from shared.concepts import concept_layer  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
+from shared.pipeline.io import training_rows  # noqa: E402
 from shared.plotting import Recorder  # noqa: E402
 
 FIDELITY = ("agreement", "accuracy", "fidelity_error")
 LABELS = {"agreement": "agreement with the model", "accuracy": "accuracy", "fidelity_error": "fidelity error (authors' code)"}
 NAMES = {"nmf": "NMF (NCAV)", "pca": "PCA", "kmeans": "k-means (ACE)"}
 FONTSIZE = 8
-
-
-def fit_images(dataset_dir: str, model_path: str, n_fit: int, device):
-    """The first ``n_fit`` images of the model's training split (its config's ``train_split``)."""
-    from shared.data import load_split
-    from shared.pipeline.io import read_sidecar
-
-    split = str(read_sidecar(model_path)["model"].get("train_split", "train"))
-    return load_split(dataset_dir, split, limit=n_fit).images.to(device)
 
 
 def fidelity_figure(records: dict, models: list[str], ks: list[int]) -> plt.Figure:
@@ -96,7 +88,7 @@ def fidelity_step(ctx: StepContext) -> None:
             raise ValueError(f"{path} is an embedding model: ICE's fidelity compares class predictions")
         model, dataset = adapter.name, batch.dataset
         models.append(model)
-        train = fit_images(ctx.datasets[i], path, n_fit, batch.images.device)
+        train = training_rows(path, ctx.datasets[i], n_fit).images.to(batch.images.device)
         layer = concept_layer(adapter, train[:bs], block)
         labels = batch.split.labels.to(batch.images.device)
         run = ice_fidelity(adapter, train, batch.images, labels, layer, ks, ctx.seed, max_iter, bs)

@@ -37,6 +37,7 @@ from shared import metrics  # noqa: E402
 from shared.explain import ClassTarget, normalize_maps  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
+from shared.pipeline.io import training_rows  # noqa: E402
 from shared.plotting import Recorder, applies, heatmap_colorbar, map_grid, method_label, row_label, show  # noqa: E402
 
 from papers.robust_xai.method import accuracy_per_image, adversarial_fine_tune, pgd  # noqa: E402
@@ -62,30 +63,17 @@ def subset(batch, n: int | None):
 
 
 def score(batch, maps: torch.Tensor, eval_cfg: dict[str, Any], ref) -> dict[str, torch.Tensor]:
-    """Per-image deletion, insertion, pointing game and relevance mass, called exactly as
-    ``shared.pipeline.score.score_maps`` calls them (``ref``: the model's reference scores)."""
-    from shared.pipeline.score import score_fn_for
+    """Per-image deletion, insertion, pointing game and relevance mass with the scores files' own
+    functions (``shared.pipeline.score``; ``ref``: the model's reference scores)."""
+    from shared.pipeline.score import deletion_insertion
 
     maps = maps.to(batch.images.device)
     masks = batch.split.masks.to(maps.device)
-    fn = score_fn_for(batch)
-    steps, max_batch = int(eval_cfg["deletion_steps"]), int(eval_cfg["batch_size"])
     return {
-        "deletion": metrics.deletion(maps, batch.images, fn, steps=steps, baseline=ref.baseline, max_batch=max_batch, endpoint_scores=(ref.images, ref.blank)).auc,
-        "insertion": metrics.insertion(maps, batch.images, fn, steps=steps, substrate=ref.substrate, max_batch=max_batch, endpoint_scores=(ref.blurred, ref.images)).auc,
+        **deletion_insertion(batch, maps, eval_cfg, ref),
         "pointing_game": metrics.pointing_game(maps, masks),
         "relevance_mass": metrics.relevance_mass_accuracy(maps, masks),
     }
-
-
-def training_data(model_path: str, dataset_dir: str, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` images and labels of the model's training split (its config's ``train_split``)."""
-    from shared.data import load_split
-    from shared.models.checkpoint import read_sidecar
-
-    split = read_sidecar(model_path)["model"].get("train_split", "train")
-    rows = load_split(dataset_dir, split, limit=int(n))
-    return rows.images.to(device), rows.labels.to(device)
 
 
 def maps_figure(shown: list[tuple[str, torch.Tensor, list[str], dict[tuple[str, str], torch.Tensor]]]) -> plt.Figure:
@@ -134,7 +122,8 @@ def compare(ctx: StepContext) -> None:
             continue
         if vanilla.task != "classifier":
             raise ValueError(f"{path} is an embedding model: the paper compares classifiers (cross-entropy PGD)")
-        images, labels = training_data(path, ctx.datasets[i], s["n_train"], full.images.device)
+        rows = training_rows(path, ctx.datasets[i], s["n_train"])
+        images, labels = rows.images.to(full.images.device), rows.labels.to(full.images.device)
         tuned = adversarial_fine_tune(
             vanilla, images, labels, epochs=int(s["epochs"]), batch_size=int(s["batch_size"]), lr=float(s["lr"]),
             epsilon=epsilon, step_size=step_size, pgd_steps=int(s["pgd_steps"]), seed=ctx.seed,

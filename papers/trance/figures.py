@@ -46,18 +46,12 @@ from papers.trance.method import (  # noqa: E402
 )
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
+from shared.pipeline.io import training_rows  # noqa: E402
 from shared.plotting import Recorder  # noqa: E402
 
 METHODS = ("trance", "nmf")
 METRICS = ("fidelity", "fidelity_prob", "coherence", "faith", "reconstruction_fit")
 FONTSIZE = 7
-
-
-def fit_images(dataset_dir: str, n_fit: int, device) -> torch.Tensor:
-    """The first ``n_fit`` images of the dataset's ``train`` split (the model's training images)."""
-    from shared.data import load_split
-
-    return load_split(dataset_dir, "train", limit=n_fit).images.to(device)
 
 
 def run_model(ctx: StepContext, i: int, rec: Recorder) -> dict:
@@ -73,7 +67,8 @@ def run_model(ctx: StepContext, i: int, rec: Recorder) -> dict:
     layer = explained_layer(adapter, s.get("block"))
     times = {}
     t0 = time.perf_counter()
-    fit_acts = layer_activations(adapter, fit_images(ctx.datasets[i], int(s["n_fit"]), images.device), layer, bs)
+    fit = training_rows(ctx.models[i], ctx.datasets[i], int(s["n_fit"])).images.to(images.device)
+    fit_acts = layer_activations(adapter, fit, layer, bs)
     acts = layer_activations(adapter, images, layer, bs)
     with torch.no_grad():
         logits = torch.cat([adapter(images[j : j + bs]) for j in range(0, images.shape[0], bs)])

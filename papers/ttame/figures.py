@@ -40,6 +40,7 @@ from shared import metrics  # noqa: E402
 from shared.figure_step import StepContext, step_main  # noqa: E402
 from shared.explain import normalize_maps  # noqa: E402
 from shared.figures import save_figure  # noqa: E402
+from shared.pipeline.io import training_rows  # noqa: E402
 from shared.plotting import Recorder, applies, heatmap_colorbar, map_grid, method_label, row_label, show  # noqa: E402
 
 from papers.ttame.method import train_head, ttame_maps  # noqa: E402
@@ -60,37 +61,20 @@ N_SHOW = 4
 
 
 def scores(batch, maps: torch.Tensor, eval_cfg: dict[str, Any], road: bool) -> dict[str, torch.Tensor]:
-    """Per-image metrics of ``maps`` on ``batch``, called as ``shared.pipeline.score.score_maps`` calls them."""
-    from shared.pipeline.score import road_metrics, score_fn_for
+    """Per-image metrics of ``maps`` on ``batch``: the scores files' own functions
+    (``shared.pipeline.score``), so T-TAME's numbers compare with the baselines'."""
+    from shared.pipeline.score import drop_increase, road_metrics, score_fn_for
 
     maps = maps.to(batch.images.device)
     masks = batch.split.masks.to(maps.device)
-    score = score_fn_for(batch)
     max_batch = int(eval_cfg["batch_size"])
-    base = metrics.scores_in_chunks(batch.images, score, max_batch)
-    adic = metrics.average_drop_increase(maps, batch.images, score, keep=(1.0, 0.5, 0.15), max_batch=max_batch, base_scores=base)
-    out = {
-        "average_drop": adic[1.0].drop,
-        "increase_in_confidence": adic[1.0].increase,
-        "average_drop_50": adic[0.5].drop,
-        "increase_in_confidence_50": adic[0.5].increase,
-        "average_drop_15": adic[0.15].drop,
-        "increase_in_confidence_15": adic[0.15].increase,
-        "pointing_game": metrics.pointing_game(maps, masks),
-        "relevance_mass": metrics.relevance_mass_accuracy(maps, masks),
-    }
+    base = metrics.scores_in_chunks(batch.images, score_fn_for(batch), max_batch)
+    out = {m: v for m, v in drop_increase(batch, maps, max_batch, base).items() if m in FAITHFULNESS}
+    out["pointing_game"] = metrics.pointing_game(maps, masks)
+    out["relevance_mass"] = metrics.relevance_mass_accuracy(maps, masks)
     if road:
         out.update(road_metrics(batch, maps, eval_cfg))
     return out
-
-
-def training_split(model_path: str, dataset_dir: str, n: int, device) -> torch.Tensor:
-    """The first ``n`` images of the model's training split (its config's ``train_split``, default ``train``)."""
-    from shared.data import load_split
-    from shared.models.checkpoint import read_sidecar
-
-    split = read_sidecar(model_path)["model"].get("train_split", "train")
-    return load_split(dataset_dir, split, limit=int(n)).images.to(device)
 
 
 def qualitative_figure(shown: list[tuple[str, torch.Tensor, torch.Tensor, str, torch.Tensor | None]]) -> plt.Figure:
@@ -132,7 +116,7 @@ def train(ctx: StepContext) -> None:
             continue
         if adapter.task != "classifier":
             raise ValueError(f"{path} is an embedding model: T-TAME trains a head against a classifier's predictions")
-        images = training_split(path, ctx.datasets[i], settings["n_train"], batch.images.device)
+        images = training_rows(path, ctx.datasets[i], settings["n_train"]).images.to(batch.images.device)
         result = train_head(
             adapter, images, n_layers=int(settings["n_layers"]), epochs=int(settings["epochs"]),
             batch_size=int(settings["batch_size"]), lr=float(settings["lr"]), seed=ctx.seed,

@@ -54,6 +54,13 @@ def test_split(model_path: str | Path) -> str:
     return str(read_sidecar(model_path)["model"].get("test_split", "test"))
 
 
+def training_rows(model_path: str | Path, dataset_dir: str | Path, n: int) -> SplitTensors:
+    """The first ``n`` rows of the split the checkpoint's model was trained on (its config's
+    ``train_split``, default ``train``): what the papers that train or fit in a step (T-TAME,
+    robust_xai, ICE, TraNCE) fit on."""
+    return load_split(dataset_dir, str(read_sidecar(model_path)["model"].get("train_split", "train")), limit=int(n))
+
+
 def eval_batch(model_path: str | Path, dataset_dir: str | Path, n_images: int, device: torch.device | str = "cpu") -> EvalBatch:
     """Load a checkpoint and its evaluation subset (the first ``n_images`` of the split the model
     was tested on: its config's ``test_split``, e.g. Imagenette's ``val``), with the targets every

@@ -5,6 +5,7 @@ step's record keys on the tiny zoo's classifiers."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -109,7 +110,7 @@ def test_step_records_keys(tmp_path, monkeypatch):
     batches = {0: tiny_batch("plaincnn")}
     g = torch.Generator().manual_seed(2)
     train = (torch.rand(4, 3, SIZE, SIZE, generator=g), torch.tensor([0, 1, 2, 3]))
-    monkeypatch.setattr(figures, "training_data", lambda path, dataset, n, device: (train[0][:n], train[1][:n]))
+    monkeypatch.setattr(figures, "training_rows", lambda path, dataset, n: SimpleNamespace(images=train[0][:n], labels=train[1][:n]))
     settings = {"n_train": 4, "epochs": 1, "batch_size": 2, "lr": 0.01, "epsilon": 8 / 255, "step_size": None, "pgd_steps": 1,
                 "eval_pgd_steps": 1, "n_images": 2, "methods": ["gradcam", "saliency"], "method_settings": None, "models": None}
     cfg = {"seed": 0, "device": "cpu", "paper": settings,
