@@ -25,6 +25,7 @@ per-image values (``extra.per_image``, the eval subset's order).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -166,8 +167,6 @@ def compare(ctx: StepContext) -> None:
     md, table_csv = render(rec.records, list(METRICS), order, None, "Vanilla vs robust (PGD fine-tuned) model per method")
     acc_md, _ = render(rec.records, ["clean_accuracy", "pgd_accuracy"], [f"{PAPER}@{k}" for k in KINDS], None, "Accuracy on the evaluation images: clean and under PGD")
     write_text(ctx.output("table"), md + "\n" + acc_md + "\nAdversarial fine-tuning:\n\n" + "\n".join(training_notes) + "\n")
-    from pathlib import Path
-
     write_text(Path(ctx.output("table")).with_suffix(".csv"), table_csv)
     fig = maps_figure(shown)
     save_figure(fig, ctx.output("figure"))
